@@ -1,0 +1,1 @@
+//! Embedded Spin-compatible host (work in progress).
