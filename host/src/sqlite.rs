@@ -1,0 +1,301 @@
+//! `fermyon:spin/sqlite@2.0.0`: Spin's SQLite interface over local database files.
+//!
+//! Durability: every connection runs in WAL mode with `synchronous=FULL`, so a commit the guest
+//! saw succeed is on disk before it returns. Concurrency: each `open` takes a connection of its
+//! own from a per-database pool, so transactions of concurrent instances never mix. SQLite
+//! allows one writer at a time and answers SQLITE_BUSY, without waiting, when a deferred
+//! transaction that has read tries to write while another connection writes. To keep that error
+//! away from guests, the host serialises writers itself: a connection takes the database's
+//! write lock before a statement that writes or opens a transaction (`BEGIN`, `SAVEPOINT`) and
+//! releases it once the connection is back in autocommit mode. Readers outside a transaction
+//! never wait (WAL). A `busy_timeout` covers writers in other processes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::Connection;
+use tokio::sync::OwnedMutexGuard;
+use wasmtime::component::Resource;
+
+use crate::bindings::fermyon::spin::sqlite::{self, Error, QueryResult, RowResult, Value};
+use crate::state::InstanceState;
+
+/// How long a connection waits for a writer in another process before SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per database; more are closed when returned.
+const MAX_IDLE_CONNECTIONS: usize = 32;
+/// How many connections one instance may hold open at once.
+const MAX_OPEN_CONNECTIONS: usize = 64;
+
+/// Opens a SQLite file for durable use: WAL, `synchronous=FULL`, a busy timeout.
+pub fn open_durable(path: &Path) -> rusqlite::Result<Connection> {
+    if let Some(dir) = path.parent() {
+        // A missing folder surfaces as SQLite's own "unable to open" error just below.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), %mode, "SQLite refused WAL mode");
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    Ok(conn)
+}
+
+/// Every SQLite database of the application, by label.
+pub struct Databases {
+    by_label: HashMap<String, Arc<Database>>,
+}
+
+pub struct Database {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// Held by the one connection that is writing or inside a transaction.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The `connection` resource handed to a guest.
+pub struct SqliteConnection {
+    db: Arc<Database>,
+    /// `None` only while a statement runs on a blocking thread.
+    conn: Option<Connection>,
+    write_guard: Option<OwnedMutexGuard<()>>,
+}
+
+/// Per-instance SQLite state: what this component may open.
+pub struct SqliteInstance {
+    pub databases: Arc<Databases>,
+    pub allowed: Arc<HashSet<String>>,
+    pub n_open: usize,
+}
+
+impl Databases {
+    /// Opens (creating) every database file once, so that problems show at load.
+    pub fn open(paths: &BTreeMap<String, PathBuf>) -> Result<Databases, Vec<String>> {
+        let mut by_path: HashMap<PathBuf, Arc<Database>> = HashMap::new();
+        let mut by_label = HashMap::new();
+        let mut problems = Vec::new();
+        for (label, path) in paths {
+            let db = match by_path.get(path) {
+                Some(db) => db.clone(),
+                None => match open_durable(path) {
+                    Ok(conn) => {
+                        let db = Arc::new(Database {
+                            path: path.clone(),
+                            idle: Mutex::new(vec![conn]),
+                            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+                        });
+                        by_path.insert(path.clone(), db.clone());
+                        db
+                    }
+                    Err(err) => {
+                        problems.push(format!("sqlite database `{label}` at {}: {err}", path.display()));
+                        continue;
+                    }
+                },
+            };
+            by_label.insert(label.clone(), db);
+        }
+        if problems.is_empty() {
+            Ok(Databases { by_label })
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn has_label(&self, label: &str) -> bool {
+        self.by_label.contains_key(label)
+    }
+
+    /// Runs SQL statements (`spin up --sqlite`) against a database before serving.
+    pub fn execute_batch(&self, label: &str, sql: &str) -> Result<(), String> {
+        let db = self.by_label.get(label).ok_or_else(|| format!("no sqlite database `{label}`"))?;
+        let conn = db.take_connection().map_err(|err| err.to_string())?;
+        let result = conn.execute_batch(sql).map_err(|err| err.to_string());
+        db.give_back(conn);
+        result
+    }
+}
+
+impl Database {
+    fn take_connection(&self) -> rusqlite::Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_durable(&self.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if !conn.is_autocommit() {
+            // The guest left a transaction open (or was stopped inside one): undo it, as closing
+            // the connection would.
+            if let Err(err) = conn.execute_batch("ROLLBACK") {
+                tracing::warn!(path = %self.path.display(), error = %err, "rollback of an abandoned transaction failed");
+                return;
+            }
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+}
+
+impl Drop for SqliteConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.db.give_back(conn);
+        }
+        // `write_guard` drops after the rollback above, releasing the write lock last.
+    }
+}
+
+/// Whether a statement must hold the write lock: it writes, or it opens a transaction that may
+/// write later.
+fn needs_write_lock(stmt: &rusqlite::Statement<'_>, sql: &str) -> bool {
+    if !stmt.readonly() {
+        return true;
+    }
+    let first_word = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    first_word.eq_ignore_ascii_case("BEGIN") || first_word.eq_ignore_ascii_case("SAVEPOINT")
+}
+
+/// Runs one statement on a blocking thread. Takes the write lock first if the statement needs
+/// it and the connection does not hold it yet.
+fn execute_blocking(
+    conn: &Connection,
+    write_lock: &Arc<tokio::sync::Mutex<()>>,
+    write_guard: &mut Option<OwnedMutexGuard<()>>,
+    sql: &str,
+    params: Vec<Value>,
+) -> rusqlite::Result<QueryResult> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    if write_guard.is_none() && needs_write_lock(&stmt, sql) {
+        *write_guard = Some(write_lock.clone().blocking_lock_owned());
+    }
+    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let n_columns = columns.len();
+    let params = rusqlite::params_from_iter(params.into_iter().map(|value| match value {
+        Value::Integer(i) => SqlValue::Integer(i),
+        Value::Real(f) => SqlValue::Real(f),
+        Value::Text(s) => SqlValue::Text(s),
+        Value::Blob(b) => SqlValue::Blob(b),
+        Value::Null => SqlValue::Null,
+    }));
+    let mut rows = stmt.query(params)?;
+    let mut results = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(n_columns);
+        for idx in 0..n_columns {
+            values.push(match row.get_ref(idx)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => Value::Integer(i),
+                ValueRef::Real(f) => Value::Real(f),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            });
+        }
+        results.push(RowResult { values });
+    }
+    Ok(QueryResult { columns, rows: results })
+}
+
+impl sqlite::Host for InstanceState {}
+
+impl sqlite::HostConnection for InstanceState {
+    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<SqliteConnection>, Error>> {
+        if !self.sqlite.allowed.contains(&database) {
+            return Ok(Err(Error::AccessDenied));
+        }
+        let Some(db) = self.sqlite.databases.by_label.get(&database).cloned() else {
+            return Ok(Err(Error::NoSuchDatabase));
+        };
+        if self.sqlite.n_open >= MAX_OPEN_CONNECTIONS {
+            return Ok(Err(Error::Io(format!("too many open connections (at most {MAX_OPEN_CONNECTIONS})"))));
+        }
+        let pooled = db.clone();
+        let conn = match tokio::task::spawn_blocking(move || pooled.take_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => return Ok(Err(Error::Io(err.to_string()))),
+            Err(join) => return Ok(Err(Error::Io(join.to_string()))),
+        };
+        self.sqlite.n_open += 1;
+        Ok(Ok(self.table.push(SqliteConnection { db, conn: Some(conn), write_guard: None })?))
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<QueryResult, Error>> {
+        let handle = self.table.get_mut(&this)?;
+        let Some(conn) = handle.conn.take() else {
+            return Ok(Err(Error::InvalidConnection));
+        };
+        let mut write_guard = handle.write_guard.take();
+        let write_lock = handle.db.write_lock.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = execute_blocking(&conn, &write_lock, &mut write_guard, &statement, parameters);
+            if conn.is_autocommit() {
+                write_guard = None;
+            }
+            (conn, write_guard, result)
+        })
+        .await;
+        let (conn, write_guard, result) = match joined {
+            Ok(parts) => parts,
+            Err(join) => return Ok(Err(Error::Io(format!("statement failed: {join}")))),
+        };
+        let handle = self.table.get_mut(&this)?;
+        handle.conn = Some(conn);
+        handle.write_guard = write_guard;
+        Ok(result.map_err(|err| match err {
+            rusqlite::Error::SqliteFailure(code, _) if code.code == rusqlite::ErrorCode::DiskFull => Error::DatabaseFull,
+            err => Error::Io(err.to_string()),
+        }))
+    }
+
+    async fn drop(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        self.sqlite.n_open = self.sqlite.n_open.saturating_sub(1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_connections_use_wal_and_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_durable(&dir.path().join("a/b.db")).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!((mode.as_str(), sync), ("wal", 2));
+    }
+
+    #[test]
+    fn writes_and_transactions_take_the_write_lock_and_plain_reads_do_not() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        for (sql, expected) in [
+            ("SELECT * FROM t", false),
+            ("PRAGMA user_version", false),
+            ("INSERT INTO t VALUES (1)", true),
+            ("BEGIN", true),
+            ("  begin immediate", true),
+            ("SAVEPOINT s", true),
+            ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", true),
+        ] {
+            let stmt = conn.prepare(sql).unwrap();
+            assert_eq!(needs_write_lock(&stmt, sql), expected, "{sql}");
+        }
+    }
+}
