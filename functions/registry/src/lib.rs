@@ -1,1 +1,34 @@
-//! placeholder
+//! The registry component: devices, templates and provisioning under `/api/...` (see
+//! `spin.toml`). For now it serves only `GET /api/health`.
+//!
+//! Handlers parse, call gyre-domain, and map the result; no SQL and no business rule lives
+//! here. The query string (IoT Central's `api-version`) is accepted and ignored: the router
+//! matches on the path alone.
+
+use gyre_component::{
+    api, json_response, method_not_allowed, now, route_not_found, ApiError, SpinSql,
+};
+use gyre_domain::{api as wire, store};
+use spin_sdk::http::{Params, Request, Response, Router};
+
+#[spin_sdk::http_component]
+fn handle_registry(request: Request) -> Response {
+    routes().handle(request)
+}
+
+/// Every route this component serves; keep it in step with `spin.toml`. For a known path, the
+/// router tries the method-specific handler first and the `any` one after.
+fn routes() -> Router {
+    let mut router = Router::new();
+    router.get("/api/health", api(health));
+    router.any("/api/health", api(method_not_allowed));
+    router.any("/*", api(route_not_found));
+    router
+}
+
+/// Reports that the component runs and the database is migrated to this build's schema.
+fn health(_request: Request, _params: Params) -> Result<Response, ApiError> {
+    let mut sql = SpinSql::open_default()?;
+    let migrated = store::migrate(&mut sql, now())?;
+    json_response(200, &wire::Health::ok(migrated.schema_version))
+}

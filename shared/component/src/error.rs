@@ -1,0 +1,81 @@
+//! [`ApiError`]: every way a Gyre API request can fail, and its IoT Central-shaped response.
+//!
+//! Expected failures (bad input, unknown resources) become 4xx with a message meant for the
+//! caller. Unexpected ones become 500 with a generic message; their detail goes to the log
+//! once, in [`crate::api`], and never to the client.
+
+use gyre_domain::api::{ErrorBody, RequestId};
+use gyre_domain::store::StoreError;
+use gyre_domain::time::Timestamp;
+use spin_sdk::http::Response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { message: String },
+    #[error("{message}")]
+    NotFound { message: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+    #[error("unexpected error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest { .. } => 400,
+            ApiError::NotFound { .. } => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::Store(_) | ApiError::Unexpected(_) => 500,
+        }
+    }
+
+    /// The `code` field and `x-ms-error-code` header value.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "BadRequest",
+            ApiError::NotFound { .. } => "NotFound",
+            ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
+            ApiError::Store(_) | ApiError::Unexpected(_) => "InternalServerError",
+        }
+    }
+
+    pub fn is_unexpected(&self) -> bool {
+        self.status() >= 500
+    }
+
+    /// The error and its whole cause chain on one line, for the log.
+    pub fn chain(&self) -> String {
+        let mut chain = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        chain
+    }
+
+    pub fn to_response(&self, request_id: &RequestId, time: Timestamp) -> Response {
+        let message = if self.is_unexpected() {
+            format!(
+                "an unexpected error occurred; quote request id {}",
+                request_id.as_str()
+            )
+        } else {
+            self.to_string()
+        };
+        let body = ErrorBody::new(self.code(), &message, request_id, time);
+        // Serializing four strings cannot fail.
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        Response::builder()
+            .status(self.status())
+            .header("content-type", "application/json; charset=utf-8")
+            .header("x-ms-error-code", self.code())
+            .body(body)
+            .build()
+    }
+}

@@ -1,0 +1,143 @@
+//! The schema, as an append-only list of migrations, and the runner that applies them.
+//!
+//! The schema version is SQLite's `PRAGMA user_version`: migration `n` (1-based position in
+//! [`MIGRATIONS`]) is applied when the version is below `n`, and sets it to `n` in the same
+//! `BEGIN IMMEDIATE` transaction as its statements. Every component calls [`migrate`] on first
+//! use, so many instances may race to migrate one database: each re-reads the version after
+//! taking the write lock and skips what another instance already applied. A failed migration
+//! rolls back whole, version included.
+//!
+//! To change the schema, append one `Migration` line to [`MIGRATIONS`]. Never edit or reorder
+//! a migration that has shipped: databases in the field already record it as applied.
+
+use super::{Sql, StoreError, Value};
+use crate::time::Timestamp;
+
+/// Every schema change, oldest first. Position `i` holds schema version `i + 1`.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    name: "meta",
+    statements: &[META_TABLE],
+}];
+
+/// Key-value facts about the database itself (when it was created, when each migration ran).
+const META_TABLE: &str = "CREATE TABLE gyre_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// The schema version this build migrates databases to.
+pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);
+
+/// A value of `PRAGMA user_version`: how many migrations a database has had applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SchemaVersion(pub u32);
+
+/// What one call to [`migrate`] found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version the database is at now; always [`LATEST_SCHEMA_VERSION`] on success.
+    pub schema_version: SchemaVersion,
+    /// How many migrations this call applied; 0 when the database was already up to date,
+    /// including when a concurrent caller applied them first.
+    pub n_applied: u32,
+}
+
+/// One schema change: statements run in order, in one transaction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Migration {
+    /// Short and stable; it appears in errors and in `gyre_meta`.
+    pub(crate) name: &'static str,
+    pub(crate) statements: &'static [&'static str],
+}
+
+/// Brings the database up to [`LATEST_SCHEMA_VERSION`]. `now` is recorded in `gyre_meta` as the
+/// schema's creation time (once) and as each applied migration's time.
+pub fn migrate<S: Sql>(sql: &mut S, now: Timestamp) -> Result<Migrated, StoreError> {
+    migrate_with(sql, MIGRATIONS, now)
+}
+
+/// [`migrate`] over any list, so tests can append migrations that fail or race. The first
+/// entry must create `gyre_meta`, as the real list's does.
+pub(crate) fn migrate_with<S: Sql>(
+    sql: &mut S,
+    migrations: &[Migration],
+    now: Timestamp,
+) -> Result<Migrated, StoreError> {
+    let latest = migrations.len() as u32;
+    let found = read_schema_version(sql)?.0;
+    check_not_newer(found, latest)?;
+
+    let mut n_applied = 0;
+    for (migration, version) in migrations.iter().zip(1u32..).skip(found as usize) {
+        let applied = sql.transaction(|tx| {
+            // Another instance may have applied this migration between our first read and
+            // acquiring the write lock; only this read, under the lock, decides.
+            let current = read_schema_version(tx)?.0;
+            check_not_newer(current, latest)?;
+            if current >= version {
+                return Ok(false);
+            }
+            apply(tx, migration, version, now).map_err(|source| StoreError::Migration {
+                version,
+                name: migration.name,
+                source: Box::new(source),
+            })?;
+            Ok::<bool, StoreError>(true)
+        })?;
+        n_applied += u32::from(applied);
+    }
+    Ok(Migrated {
+        schema_version: SchemaVersion(latest),
+        n_applied,
+    })
+}
+
+/// Reads `PRAGMA user_version`.
+pub(crate) fn read_schema_version<S: Sql>(sql: &mut S) -> Result<SchemaVersion, StoreError> {
+    const STATEMENT: &str = "PRAGMA user_version";
+    let rows = sql.execute(STATEMENT, &[])?;
+    let value =
+        rows.scalar()
+            .and_then(Value::as_integer)
+            .ok_or_else(|| StoreError::UnexpectedResult {
+                statement: STATEMENT,
+                detail: format!("{rows:?}"),
+            })?;
+    u32::try_from(value)
+        .map(SchemaVersion)
+        .map_err(|_| StoreError::UnexpectedResult {
+            statement: STATEMENT,
+            detail: format!("version {value} is out of range"),
+        })
+}
+
+fn check_not_newer(found: u32, supported: u32) -> Result<(), StoreError> {
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    Ok(())
+}
+
+/// Runs one migration's statements and bookkeeping; the caller holds the transaction.
+fn apply<S: Sql>(
+    tx: &mut S,
+    migration: &Migration,
+    version: u32,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for statement in migration.statements {
+        tx.execute(statement, &[])?;
+    }
+    let now = Value::Text(now.to_rfc3339());
+    tx.execute(
+        "INSERT INTO gyre_meta (key, value) VALUES ('schema.created_at', ?1) \
+         ON CONFLICT (key) DO NOTHING",
+        std::slice::from_ref(&now),
+    )?;
+    tx.execute(
+        "INSERT INTO gyre_meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[Value::Text(format!("migration.{version}.applied_at")), now],
+    )?;
+    // PRAGMA arguments cannot be bound parameters; `version` is an integer, so formatting it
+    // into the statement is safe.
+    tx.execute(&format!("PRAGMA user_version = {version}"), &[])?;
+    Ok(())
+}
