@@ -110,20 +110,15 @@ impl App {
             StorePaths { key_value: BTreeMap::new(), sqlite: BTreeMap::new() }
         });
         for component in manifest.components.values() {
-            for label in &component.key_value_stores {
-                if !store_paths.key_value.contains_key(label) {
+            let declared = [
+                ("key_value_stores", "key_value_store", &component.key_value_stores, &store_paths.key_value),
+                ("sqlite_databases", "sqlite_database", &component.sqlite_databases, &store_paths.sqlite),
+            ];
+            for (field, section, labels, defined) in declared {
+                for label in labels.iter().filter(|label| !defined.contains_key(*label)) {
                     problems.push(format!(
-                        "component `{}`: key_value_stores label `{label}` is not defined: only `default` exists \
-                         unless a runtime config file defines [key_value_store.{label}]",
-                        component.id
-                    ));
-                }
-            }
-            for label in &component.sqlite_databases {
-                if !store_paths.sqlite.contains_key(label) {
-                    problems.push(format!(
-                        "component `{}`: sqlite_databases label `{label}` is not defined: only `default` exists \
-                         unless a runtime config file defines [sqlite_database.{label}]",
+                        "component `{}`: {field} label `{label}` is not defined: only `default` exists \
+                         unless a runtime config file defines [{section}.{label}]",
                         component.id
                     ));
                 }

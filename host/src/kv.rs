@@ -51,35 +51,14 @@ pub struct KvInstance {
 impl KeyValueStores {
     /// Opens (creating) the file behind every label; labels naming the same path share it.
     pub fn open(paths: &BTreeMap<String, PathBuf>) -> Result<KeyValueStores, Vec<String>> {
-        let mut files: HashMap<PathBuf, Arc<KvFile>> = HashMap::new();
-        let mut by_label = HashMap::new();
-        let mut problems = Vec::new();
-        for (label, path) in paths {
-            let file = match files.get(path) {
-                Some(file) => file.clone(),
-                None => match open_kv_file(path) {
-                    Ok(conn) => {
-                        let file = Arc::new(KvFile { path: path.clone(), conn: Mutex::new(conn) });
-                        files.insert(path.clone(), file.clone());
-                        file
-                    }
-                    Err(err) => {
-                        problems.push(format!("key-value store `{label}` at {}: {err}", path.display()));
-                        continue;
-                    }
-                },
-            };
-            by_label.insert(label.clone(), Arc::new(KvStore { label: label.clone(), file }));
-        }
-        if problems.is_empty() {
-            Ok(KeyValueStores { by_label })
-        } else {
-            Err(problems)
-        }
-    }
-
-    pub fn has_label(&self, label: &str) -> bool {
-        self.by_label.contains_key(label)
+        let files = crate::sqlite::open_each_path("key-value store", paths, |path| {
+            Ok(KvFile { path: path.to_path_buf(), conn: Mutex::new(open_kv_file(path)?) })
+        })?;
+        let by_label = files
+            .into_iter()
+            .map(|(label, file)| (label.clone(), Arc::new(KvStore { label, file })))
+            .collect();
+        Ok(KeyValueStores { by_label })
     }
 }
 

@@ -48,7 +48,7 @@ pub fn open_durable(path: &Path) -> rusqlite::Result<Connection> {
 
 /// Every SQLite database of the application, by label.
 pub struct Databases {
-    by_label: HashMap<String, Arc<Database>>,
+    by_label: BTreeMap<String, Arc<Database>>,
 }
 
 pub struct Database {
@@ -73,42 +73,47 @@ pub struct SqliteInstance {
     pub n_open: usize,
 }
 
+/// Opens the file behind every label once, with `open`; labels naming the same path share what
+/// it made (and so, for SQLite, one write lock). Reports every file that failed.
+pub fn open_each_path<T>(
+    what: &str,
+    paths: &BTreeMap<String, PathBuf>,
+    open: impl Fn(&Path) -> rusqlite::Result<T>,
+) -> Result<BTreeMap<String, Arc<T>>, Vec<String>> {
+    let mut by_path: HashMap<&Path, Arc<T>> = HashMap::new();
+    let mut by_label = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (label, path) in paths {
+        let opened = match by_path.get(path.as_path()) {
+            Some(opened) => opened.clone(),
+            None => match open(path) {
+                Ok(opened) => by_path.entry(path).or_insert(Arc::new(opened)).clone(),
+                Err(err) => {
+                    problems.push(format!("{what} `{label}` at {}: {err}", path.display()));
+                    continue;
+                }
+            },
+        };
+        by_label.insert(label.clone(), opened);
+    }
+    if problems.is_empty() {
+        Ok(by_label)
+    } else {
+        Err(problems)
+    }
+}
+
 impl Databases {
     /// Opens (creating) every database file once, so that problems show at load.
     pub fn open(paths: &BTreeMap<String, PathBuf>) -> Result<Databases, Vec<String>> {
-        let mut by_path: HashMap<PathBuf, Arc<Database>> = HashMap::new();
-        let mut by_label = HashMap::new();
-        let mut problems = Vec::new();
-        for (label, path) in paths {
-            let db = match by_path.get(path) {
-                Some(db) => db.clone(),
-                None => match open_durable(path) {
-                    Ok(conn) => {
-                        let db = Arc::new(Database {
-                            path: path.clone(),
-                            idle: Mutex::new(vec![conn]),
-                            write_lock: Arc::new(tokio::sync::Mutex::new(())),
-                        });
-                        by_path.insert(path.clone(), db.clone());
-                        db
-                    }
-                    Err(err) => {
-                        problems.push(format!("sqlite database `{label}` at {}: {err}", path.display()));
-                        continue;
-                    }
-                },
-            };
-            by_label.insert(label.clone(), db);
-        }
-        if problems.is_empty() {
-            Ok(Databases { by_label })
-        } else {
-            Err(problems)
-        }
-    }
-
-    pub fn has_label(&self, label: &str) -> bool {
-        self.by_label.contains_key(label)
+        let by_label = open_each_path("sqlite database", paths, |path| {
+            Ok(Database {
+                path: path.to_path_buf(),
+                idle: Mutex::new(vec![open_durable(path)?]),
+                write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            })
+        })?;
+        Ok(Databases { by_label })
     }
 
     /// Runs SQL statements (`spin up --sqlite`) against a database before serving.
