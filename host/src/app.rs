@@ -96,9 +96,8 @@ impl App {
     /// Loads the application described by `options`; see the module docs.
     pub fn load(options: &HostOptions) -> Result<App, LoadError> {
         let fail = |problems: Vec<String>| LoadError { manifest: options.manifest.display().to_string(), problems };
-        let manifest = AppManifest::from_file(&options.manifest).map_err(|err| fail(err.problems))?;
+        let (manifest, mut problems) = AppManifest::from_file(&options.manifest).map_err(|err| fail(err.problems))?;
         let state_dir = options.state_dir.clone().unwrap_or_else(|| manifest.base_dir.join(".spin"));
-        let mut problems = Vec::new();
 
         let app_values = variables::resolve_app(&manifest.variables, variables::from_environment)
             .unwrap_or_else(|mut why| {

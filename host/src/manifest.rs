@@ -69,8 +69,8 @@ pub struct ManifestError {
 }
 
 impl AppManifest {
-    /// Reads and validates `spin.toml` at `path`.
-    pub fn from_file(path: &Path) -> Result<AppManifest, ManifestError> {
+    /// Reads and validates `spin.toml` at `path`. See [`AppManifest::parse`].
+    pub fn from_file(path: &Path) -> Result<(AppManifest, Vec<String>), ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|err| ManifestError {
             problems: vec![format!("cannot read manifest {}: {err}", path.display())],
         })?;
@@ -83,7 +83,11 @@ impl AppManifest {
     }
 
     /// Validates manifest text; `base_dir` resolves relative `source` paths.
-    pub fn parse(text: &str, base_dir: &Path) -> Result<AppManifest, ManifestError> {
+    ///
+    /// Fails only when the text cannot be read as a version 2 manifest at all. Otherwise it
+    /// returns what could be validated (components with problems left out) together with every
+    /// problem found, so that the caller can go on checking and report everything at once.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<(AppManifest, Vec<String>), ManifestError> {
         let version: VersionProbe = toml::from_str(text).map_err(|err| ManifestError {
             problems: vec![format!("spin.toml is not valid TOML: {}", err.message().trim())],
         })?;
@@ -198,7 +202,7 @@ struct RawComponent {
 }
 
 impl RawManifest {
-    fn validate(self, base_dir: &Path) -> Result<AppManifest, ManifestError> {
+    fn validate(self, base_dir: &Path) -> Result<(AppManifest, Vec<String>), ManifestError> {
         let mut problems = Vec::new();
 
         for (name, decl) in &self.variables {
@@ -268,17 +272,16 @@ impl RawManifest {
             problems.append(&mut why);
         }
 
-        if problems.is_empty() {
-            Ok(AppManifest {
-                name: self.application.name,
-                base_dir: base_dir.to_path_buf(),
-                variables: self.variables,
-                triggers,
-                components,
-            })
-        } else {
-            Err(ManifestError { problems })
-        }
+        // Triggers of components that failed validation go too: nothing can serve them.
+        triggers.retain(|trigger| components.contains_key(&trigger.component));
+        let manifest = AppManifest {
+            name: self.application.name,
+            base_dir: base_dir.to_path_buf(),
+            variables: self.variables,
+            triggers,
+            components,
+        };
+        Ok((manifest, problems))
     }
 }
 
@@ -393,8 +396,13 @@ fn check_component_id(id: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// Every problem, fatal or not, as one `Err`.
     fn parse(text: &str) -> Result<AppManifest, Vec<String>> {
-        AppManifest::parse(text, Path::new("/app")).map_err(|err| err.problems)
+        match AppManifest::parse(text, Path::new("/app")) {
+            Ok((manifest, problems)) if problems.is_empty() => Ok(manifest),
+            Ok((_, problems)) => Err(problems),
+            Err(err) => Err(err.problems),
+        }
     }
 
     const MINIMAL: &str = r#"
