@@ -95,23 +95,44 @@ pub struct LoadError {
 impl App {
     /// Loads the application described by `options`; see the module docs.
     pub fn load(options: &HostOptions) -> Result<App, LoadError> {
-        let fail = |problems: Vec<String>| LoadError { manifest: options.manifest.display().to_string(), problems };
-        let (manifest, mut problems) = AppManifest::from_file(&options.manifest).map_err(|err| fail(err.problems))?;
-        let state_dir = options.state_dir.clone().unwrap_or_else(|| manifest.base_dir.join(".spin"));
+        let fail = |problems: Vec<String>| LoadError {
+            manifest: options.manifest.display().to_string(),
+            problems,
+        };
+        let (manifest, mut problems) =
+            AppManifest::from_file(&options.manifest).map_err(|err| fail(err.problems))?;
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| manifest.base_dir.join(".spin"));
 
         let app_values = variables::resolve_app(&manifest.variables, variables::from_environment)
             .unwrap_or_else(|mut why| {
                 problems.append(&mut why);
                 BTreeMap::new()
             });
-        let store_paths = StorePaths::load(&state_dir, options.runtime_config.as_deref()).unwrap_or_else(|mut why| {
-            problems.append(&mut why);
-            StorePaths { key_value: BTreeMap::new(), sqlite: BTreeMap::new() }
-        });
+        let store_paths = StorePaths::load(&state_dir, options.runtime_config.as_deref())
+            .unwrap_or_else(|mut why| {
+                problems.append(&mut why);
+                StorePaths {
+                    key_value: BTreeMap::new(),
+                    sqlite: BTreeMap::new(),
+                }
+            });
         for component in manifest.components.values() {
             let declared = [
-                ("key_value_stores", "key_value_store", &component.key_value_stores, &store_paths.key_value),
-                ("sqlite_databases", "sqlite_database", &component.sqlite_databases, &store_paths.sqlite),
+                (
+                    "key_value_stores",
+                    "key_value_store",
+                    &component.key_value_stores,
+                    &store_paths.key_value,
+                ),
+                (
+                    "sqlite_databases",
+                    "sqlite_database",
+                    &component.sqlite_databases,
+                    &store_paths.sqlite,
+                ),
             ];
             for (field, section, labels, defined) in declared {
                 for label in labels.iter().filter(|label| !defined.contains_key(*label)) {
@@ -133,10 +154,16 @@ impl App {
         let mut components = Vec::new();
         let mut by_id = HashMap::new();
         for decl in manifest.components.values() {
-            let rendered: Vec<String> =
-                decl.allowed_outbound_hosts.iter().map(|h| variables::render(h, &app_values)).collect();
+            let rendered: Vec<String> = decl
+                .allowed_outbound_hosts
+                .iter()
+                .map(|h| variables::render(h, &app_values))
+                .collect();
             let allowed_hosts = AllowedHosts::parse(&rendered).unwrap_or_else(|why| {
-                problems.extend(why.into_iter().map(|p| format!("component `{}`: {p}", decl.id)));
+                problems.extend(
+                    why.into_iter()
+                        .map(|p| format!("component `{}`: {p}", decl.id)),
+                );
                 AllowedHosts::default()
             });
             let pre = match prepare_component(&engine, &linker, &decl.id, &decl.source) {
@@ -146,10 +173,14 @@ impl App {
                     continue;
                 }
             };
-            let route = manifest.triggers.iter().find(|t| t.component == decl.id).and_then(|t| match &t.route {
-                RouteSpec::Pattern(p) => Some(p.clone()),
-                RouteSpec::Private => None,
-            });
+            let route = manifest
+                .triggers
+                .iter()
+                .find(|t| t.component == decl.id)
+                .and_then(|t| match &t.route {
+                    RouteSpec::Pattern(p) => Some(p.clone()),
+                    RouteSpec::Private => None,
+                });
             by_id.insert(decl.id.clone(), components.len());
             components.push(LoadedComponent {
                 id: Arc::from(decl.id.as_str()),
@@ -172,8 +203,11 @@ impl App {
         let sqlite = Databases::open(&store_paths.sqlite).map_err(&fail)?;
         for statement in &options.sqlite_statements {
             let sql = match statement.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file)
-                    .map_err(|err| fail(vec![format!("--sqlite @{file}: cannot read the file: {err}")]))?,
+                Some(file) => std::fs::read_to_string(file).map_err(|err| {
+                    fail(vec![format!(
+                        "--sqlite @{file}: cannot read the file: {err}"
+                    )])
+                })?,
                 None => statement.clone(),
             };
             sqlite
@@ -185,7 +219,9 @@ impl App {
             .triggers
             .iter()
             .filter_map(|t| match &t.route {
-                RouteSpec::Pattern(pattern) => by_id.get(&t.component).map(|idx| (pattern.clone(), *idx)),
+                RouteSpec::Pattern(pattern) => {
+                    by_id.get(&t.component).map(|idx| (pattern.clone(), *idx))
+                }
                 RouteSpec::Private => None,
             })
             .collect();
@@ -218,7 +254,13 @@ impl App {
         self.inner
             .router
             .iter()
-            .map(|(pattern, idx)| (self.inner.components[*idx].id.to_string(), pattern.raw().to_string(), pattern.is_wildcard()))
+            .map(|(pattern, idx)| {
+                (
+                    self.inner.components[*idx].id.to_string(),
+                    pattern.raw().to_string(),
+                    pattern.is_wildcard(),
+                )
+            })
             .collect()
     }
 
@@ -232,7 +274,9 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    crate::bindings::GyreHost::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |state| state)?;
+    crate::bindings::GyreHost::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |state| {
+        state
+    })?;
     Ok(linker)
 }
 
@@ -250,8 +294,12 @@ fn prepare_component(
             source.display()
         ));
     }
-    let component = Component::from_file(engine, source)
-        .map_err(|err| format!("component `{id}`: {} is not a valid Wasm component: {err:#}", source.display()))?;
+    let component = Component::from_file(engine, source).map_err(|err| {
+        format!(
+            "component `{id}`: {} is not a valid Wasm component: {err:#}",
+            source.display()
+        )
+    })?;
     let instance_pre = linker.instantiate_pre(&component).map_err(|err| {
         let unsupported: Vec<String> = component
             .component_type()

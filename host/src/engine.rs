@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 /// How often the epoch advances. A running guest yields to the executor at each tick, so one
 /// busy instance cannot hold a worker thread, and a deadline is noticed within a tick.
@@ -48,7 +50,9 @@ pub fn build(limits: &PoolLimits) -> anyhow::Result<Engine> {
         }
     }
 
-    let engine = Engine::new(&config).map_err(anyhow::Error::from).context("configuring wasmtime")?;
+    let engine = Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("configuring wasmtime")?;
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("gyre-epoch".into())

@@ -33,7 +33,11 @@ use crate::sqlite::SqliteInstance;
 use crate::state::InstanceState;
 
 /// Serves `app` on `listener` until `shutdown` completes.
-pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -55,7 +59,8 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.handle(req, client_addr).await) }
         });
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {
@@ -65,14 +70,21 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     }
     drop(listener);
     let deadline = app.inner.request_timeout + std::time::Duration::from_secs(1);
-    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the shutdown deadline; closing them");
     }
     Ok(())
 }
 
 /// Serves `GET /metrics` in Prometheus' text format on its own listener.
-pub async fn serve_metrics(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve_metrics(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -88,7 +100,9 @@ pub async fn serve_metrics(app: App, listener: TcpListener, shutdown: impl Futur
                         .header("content-type", "text/plain; version=0.0.4")
                         .body(Full::new(Bytes::from(app.render_metrics())))
                 } else {
-                    Response::builder().status(StatusCode::NOT_FOUND).body(Full::new(Bytes::from_static(b"Not Found")))
+                    Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Full::new(Bytes::from_static(b"Not Found")))
                 };
                 Ok::<_, Infallible>(response.expect("static response parts are valid"))
             }
@@ -102,7 +116,9 @@ pub async fn serve_metrics(app: App, listener: TcpListener, shutdown: impl Futur
 }
 
 fn text_response(status: StatusCode, text: &'static str) -> Response<WasiBody> {
-    let body = Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}).boxed_unsync();
+    let body = Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response
@@ -119,7 +135,9 @@ impl App {
         let inner = &self.inner;
         let path = req.uri().path().to_string();
         let Some((pattern, idx, route_match)) = inner.router.route(&path) else {
-            inner.metrics.record(UNMATCHED, "", 404, false, started.elapsed());
+            inner
+                .metrics
+                .record(UNMATCHED, "", 404, false, started.elapsed());
             return text_response(StatusCode::NOT_FOUND, "Not Found");
         };
         let component = &inner.components[*idx];
@@ -138,10 +156,19 @@ impl App {
             Ok(response) => (response, false),
             Err(err) => {
                 tracing::error!(component = %component.id, route = pattern.raw(), error = %format!("{err:#}"), "request failed");
-                (text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"), true)
+                (
+                    text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+                    true,
+                )
             }
         };
-        inner.metrics.record(pattern.raw(), &component.id, response.status().as_u16(), failed, started.elapsed());
+        inner.metrics.record(
+            pattern.raw(),
+            &component.id,
+            response.status().as_u16(),
+            failed,
+            started.elapsed(),
+        );
         response
     }
 }
@@ -160,16 +187,28 @@ fn full_url<B>(req: &Request<B>) -> String {
         .uri()
         .authority()
         .map(|a| a.to_string())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "localhost".to_string());
     let scheme = req.uri().scheme_str().unwrap_or("http");
-    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     format!("{scheme}://{host}{path_and_query}")
 }
 
 fn set_spin_headers(headers: &mut http::HeaderMap, values: SpinHeaders<'_>) {
     let mut set = |name: &str, value: &str| {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             headers.insert(name, value);
         }
     };
@@ -189,16 +228,24 @@ fn set_spin_headers(headers: &mut http::HeaderMap, values: SpinHeaders<'_>) {
 
 impl AppInner {
     /// Runs one request in a fresh instance of component `idx`, under the request deadline.
-    async fn invoke<B>(self: &Arc<Self>, idx: usize, req: Request<B>) -> anyhow::Result<Response<WasiBody>>
+    async fn invoke<B>(
+        self: &Arc<Self>,
+        idx: usize,
+        req: Request<B>,
+    ) -> anyhow::Result<Response<WasiBody>>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<HttpError>,
     {
         let component = &self.components[idx];
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stdout().inherit_stderr().envs(&component.environment);
+        wasi.inherit_stdout()
+            .inherit_stderr()
+            .envs(&component.environment);
         // Components reach the network only through wasi:http and its allow-list.
-        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let state = InstanceState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -208,8 +255,16 @@ impl AppInner {
                 allowed: component.allowed_hosts.clone(),
                 chain: Arc::new(Chainer { app: self.clone() }),
             },
-            kv: KvInstance { stores: self.kv.clone(), allowed: component.kv_labels.clone(), n_open: 0 },
-            sqlite: SqliteInstance { databases: self.sqlite.clone(), allowed: component.sqlite_labels.clone(), n_open: 0 },
+            kv: KvInstance {
+                stores: self.kv.clone(),
+                allowed: component.kv_labels.clone(),
+                n_open: 0,
+            },
+            sqlite: SqliteInstance {
+                databases: self.sqlite.clone(),
+                allowed: component.sqlite_labels.clone(),
+                n_open: 0,
+            },
             variables: component.variables.clone(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -217,7 +272,10 @@ impl AppInner {
         store.epoch_deadline_async_yield_and_update(1);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = component.pre.clone();
         let deadline = self.request_timeout;
@@ -227,19 +285,28 @@ impl AppInner {
         let task = tokio::spawn(async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
             };
             match tokio::time::timeout(deadline, run).await {
                 Ok(result) => result.map_err(anyhow::Error::from),
-                Err(_) => Err(anyhow::anyhow!("component `{id}` exceeded the request deadline of {deadline:?}")),
+                Err(_) => Err(anyhow::anyhow!(
+                    "component `{id}` exceeded the request deadline of {deadline:?}"
+                )),
             }
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(anyhow::anyhow!("the component answered with an error: {code:?}")),
+            Ok(Err(code)) => Err(anyhow::anyhow!(
+                "the component answered with an error: {code:?}"
+            )),
             Err(_) => {
                 let err = match task.await {
-                    Ok(Ok(())) => anyhow::anyhow!("the component returned without setting a response"),
+                    Ok(Ok(())) => {
+                        anyhow::anyhow!("the component returned without setting a response")
+                    }
                     Ok(Err(err)) => err,
                     Err(join) => anyhow::Error::new(join),
                 };
@@ -262,7 +329,10 @@ impl ChainTarget for Chainer {
     ) -> Pin<Box<dyn Future<Output = Result<Response<WasiBody>, HttpError>> + Send>> {
         let app = self.app.clone();
         let Some(&idx) = app.by_id.get(component_id) else {
-            tracing::warn!(component = component_id, "service chaining to a component the app does not have");
+            tracing::warn!(
+                component = component_id,
+                "service chaining to a component the app does not have"
+            );
             return Box::pin(async { Err(HttpError::DestinationNotFound) });
         };
         Box::pin(async move {
@@ -271,10 +341,20 @@ impl ChainTarget for Chainer {
             let path = request.uri().path().to_string();
             // A chained request carries the headers its target would see if routed; a private
             // component, or a path outside its route, sees the whole path as path info.
-            let routed = component.route.as_ref().and_then(|route| route.matches(&path).map(|m| (route, m)));
+            let routed = component
+                .route
+                .as_ref()
+                .and_then(|route| route.matches(&path).map(|m| (route, m)));
             let (matched, component_route, route_match) = match routed {
                 Some((route, m)) => (route.raw().to_string(), route.component_route(), m),
-                None => ("/...".to_string(), String::new(), RouteMatch { path_info: path, params: Default::default() }),
+                None => (
+                    "/...".to_string(),
+                    String::new(),
+                    RouteMatch {
+                        path_info: path,
+                        params: Default::default(),
+                    },
+                ),
             };
             let full_url = full_url(&request);
             set_spin_headers(
@@ -292,7 +372,8 @@ impl ChainTarget for Chainer {
                 Ok(response) => (response.status().as_u16(), false),
                 Err(_) => (500, true),
             };
-            app.metrics.record(&matched, &component.id, status, failed, started.elapsed());
+            app.metrics
+                .record(&matched, &component.id, status, failed, started.elapsed());
             result.map_err(|err| {
                 tracing::error!(component = %component.id, error = %format!("{err:#}"), "chained request failed");
                 HttpError::InternalError(Some(format!("{err:#}")))

@@ -52,7 +52,10 @@ impl KeyValueStores {
     /// Opens (creating) the file behind every label; labels naming the same path share it.
     pub fn open(paths: &BTreeMap<String, PathBuf>) -> Result<KeyValueStores, Vec<String>> {
         let files = crate::sqlite::open_each_path("key-value store", paths, |path| {
-            Ok(KvFile { path: path.to_path_buf(), conn: Mutex::new(open_kv_file(path)?) })
+            Ok(KvFile {
+                path: path.to_path_buf(),
+                conn: Mutex::new(open_kv_file(path)?),
+            })
         })?;
         let by_label = files
             .into_iter()
@@ -83,7 +86,11 @@ impl KvStore {
     ) -> Result<T, Error> {
         let store = self.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let conn = store.file.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let conn = store
+                .file
+                .conn
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             op(&conn, &store.label)
         })
         .await;
@@ -101,7 +108,10 @@ impl KvStore {
 impl key_value::Host for InstanceState {}
 
 impl key_value::HostStore for InstanceState {
-    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<KvStoreHandle>, Error>> {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<KvStoreHandle>, Error>> {
         if !self.kv.allowed.contains(&label) {
             return Ok(Err(Error::AccessDenied));
         }
@@ -115,18 +125,29 @@ impl key_value::HostStore for InstanceState {
         Ok(Ok(self.table.push(KvStoreHandle { store })?))
     }
 
-    async fn get(&mut self, this: Resource<KvStoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+    async fn get(
+        &mut self,
+        this: Resource<KvStoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         let store = self.table.get(&this)?.store.clone();
         Ok(store
             .run(move |conn, label| {
-                conn.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-                    .query_row((label, &key), |row| row.get(0))
-                    .optional()
+                conn.prepare_cached(
+                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                )?
+                .query_row((label, &key), |row| row.get(0))
+                .optional()
             })
             .await)
     }
 
-    async fn set(&mut self, this: Resource<KvStoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+    async fn set(
+        &mut self,
+        this: Resource<KvStoreHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Error>> {
         let store = self.table.get(&this)?.store.clone();
         Ok(store
             .run(move |conn, label| {
@@ -140,7 +161,11 @@ impl key_value::HostStore for InstanceState {
             .await)
     }
 
-    async fn delete(&mut self, this: Resource<KvStoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
+    async fn delete(
+        &mut self,
+        this: Resource<KvStoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
         let store = self.table.get(&this)?.store.clone();
         Ok(store
             .run(move |conn, label| {
@@ -151,7 +176,11 @@ impl key_value::HostStore for InstanceState {
             .await)
     }
 
-    async fn exists(&mut self, this: Resource<KvStoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
+    async fn exists(
+        &mut self,
+        this: Resource<KvStoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, Error>> {
         let store = self.table.get(&this)?.store.clone();
         Ok(store
             .run(move |conn, label| {
@@ -161,11 +190,16 @@ impl key_value::HostStore for InstanceState {
             .await)
     }
 
-    async fn get_keys(&mut self, this: Resource<KvStoreHandle>) -> wasmtime::Result<Result<Vec<String>, Error>> {
+    async fn get_keys(
+        &mut self,
+        this: Resource<KvStoreHandle>,
+    ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         let store = self.table.get(&this)?.store.clone();
         Ok(store
             .run(move |conn, label| {
-                let mut stmt = conn.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key",
+                )?;
                 let keys = stmt.query_map([label], |row| row.get(0))?.collect();
                 keys
             })

@@ -17,7 +17,11 @@ use gyre_host::{App, HostOptions, PoolLimits};
 #[command(name = "gyre-host", version)]
 struct Cli {
     /// The application manifest.
-    #[arg(value_name = "MANIFEST", default_value = "spin.toml", conflicts_with = "from")]
+    #[arg(
+        value_name = "MANIFEST",
+        default_value = "spin.toml",
+        conflicts_with = "from"
+    )]
     manifest: PathBuf,
     /// The application manifest (as `spin up -f`).
     #[arg(short = 'f', long = "from")]
@@ -46,8 +50,13 @@ struct Cli {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as 500ms, 30s or 2m"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 30s or 2m"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" | "" => value,
@@ -60,13 +69,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("Error: cannot start the async runtime: {err}");
@@ -89,14 +102,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         runtime_config: cli.runtime_config_file,
         sqlite_statements: cli.sqlite,
         request_timeout: cli.request_timeout,
-        pool: PoolLimits { max_instances: cli.max_instances, max_memory_bytes: 256 << 20 },
+        pool: PoolLimits {
+            max_instances: cli.max_instances,
+            max_memory_bytes: 256 << 20,
+        },
     };
     let app = tokio::task::spawn_blocking(move || App::load(&options)).await??;
-    let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("binding {}", cli.listen))?;
     let addr = listener.local_addr()?;
     let metrics_listener = match cli.metrics_listen {
         Some(metrics_addr) => Some(
-            tokio::net::TcpListener::bind(metrics_addr).await.with_context(|| format!("binding {metrics_addr}"))?,
+            tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("binding {metrics_addr}"))?,
         ),
         None => None,
     };
@@ -105,8 +125,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     writeln!(out, "Serving http://{addr}")?;
     writeln!(out, "Available Routes:")?;
     for (component, route, wildcard) in app.routes() {
-        let route = if wildcard { route.trim_end_matches("...").trim_end_matches('/').to_string() } else { route };
-        writeln!(out, "  {component}: http://{addr}{route}{}", if wildcard { " (wildcard)" } else { "" })?;
+        let route = if wildcard {
+            route
+                .trim_end_matches("...")
+                .trim_end_matches('/')
+                .to_string()
+        } else {
+            route
+        };
+        writeln!(
+            out,
+            "  {component}: http://{addr}{route}{}",
+            if wildcard { " (wildcard)" } else { "" }
+        )?;
     }
     if let Some(listener) = &metrics_listener {
         writeln!(out, "Metrics at http://{}/metrics", listener.local_addr()?)?;
@@ -144,10 +175,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

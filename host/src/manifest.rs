@@ -76,7 +76,13 @@ impl AppManifest {
         })?;
         let base_dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
         AppManifest::parse(&text, &base_dir)
@@ -89,7 +95,10 @@ impl AppManifest {
     /// problem found, so that the caller can go on checking and report everything at once.
     pub fn parse(text: &str, base_dir: &Path) -> Result<(AppManifest, Vec<String>), ManifestError> {
         let version: VersionProbe = toml::from_str(text).map_err(|err| ManifestError {
-            problems: vec![format!("spin.toml is not valid TOML: {}", err.message().trim())],
+            problems: vec![format!(
+                "spin.toml is not valid TOML: {}",
+                err.message().trim()
+            )],
         })?;
         match version.spin_manifest_version {
             Some(toml::Value::Integer(2)) => {}
@@ -220,7 +229,12 @@ impl RawManifest {
                 ));
             }
         }
-        if let Some(base) = self.application.trigger.get("http").and_then(|t| t.get("base")) {
+        if let Some(base) = self
+            .application
+            .trigger
+            .get("http")
+            .and_then(|t| t.get("base"))
+        {
             if base.as_str() != Some("/") {
                 problems.push(format!(
                     "[application.trigger.http] base = {base} is not supported: manifest version 2 serves from `/`"
@@ -237,14 +251,20 @@ impl RawManifest {
                 continue;
             }
             let Some(entries) = value.as_array() else {
-                problems.push("`trigger.http` must be an array of tables: write `[[trigger.http]]`".into());
+                problems.push(
+                    "`trigger.http` must be an array of tables: write `[[trigger.http]]`".into(),
+                );
                 continue;
             };
             for (idx, entry) in entries.iter().enumerate() {
                 let raw: RawHttpTrigger = match entry.clone().try_into() {
                     Ok(raw) => raw,
                     Err(err) => {
-                        problems.push(format!("[[trigger.http]] #{}: {}", idx + 1, err.message().trim()));
+                        problems.push(format!(
+                            "[[trigger.http]] #{}: {}",
+                            idx + 1,
+                            err.message().trim()
+                        ));
                         continue;
                     }
                 };
@@ -286,7 +306,10 @@ impl RawManifest {
 }
 
 impl RawHttpTrigger {
-    fn into_trigger(self, components: &BTreeMap<String, RawComponent>) -> Result<HttpTrigger, String> {
+    fn into_trigger(
+        self,
+        components: &BTreeMap<String, RawComponent>,
+    ) -> Result<HttpTrigger, String> {
         if let Some(executor) = &self.executor {
             let kind = executor.get("type").and_then(|t| t.as_str()).unwrap_or("");
             if kind != "spin" {
@@ -304,9 +327,12 @@ impl RawHttpTrigger {
             }
         };
         if !components.contains_key(&component) {
-            return Err(format!("component `{component}` is not declared: add a `[component.{component}]` table"));
+            return Err(format!(
+                "component `{component}` is not declared: add a `[component.{component}]` table"
+            ));
         }
-        let route = RouteSpec::from_toml(&self.route).map_err(|why| format!("component `{component}`: {why}"))?;
+        let route = RouteSpec::from_toml(&self.route)
+            .map_err(|why| format!("component `{component}`: {why}"))?;
         Ok(HttpTrigger { component, route })
     }
 }
@@ -319,7 +345,8 @@ impl RawComponent {
         app_variables: &BTreeMap<String, VariableDecl>,
     ) -> Result<ComponentDecl, Vec<String>> {
         let mut problems = Vec::new();
-        let mut refuse = |field: &str, why: &str| problems.push(format!("component `{id}`: `{field}` {why}"));
+        let mut refuse =
+            |field: &str, why: &str| problems.push(format!("component `{id}`: `{field}` {why}"));
         if let Err(why) = check_component_id(id) {
             refuse("id", &why);
         }
@@ -338,16 +365,28 @@ impl RawComponent {
             }
         };
         if !self.files.is_empty() {
-            refuse("files", "is not supported by gyre-host: components get no preopened files");
+            refuse(
+                "files",
+                "is not supported by gyre-host: components get no preopened files",
+            );
         }
         if !self.allowed_http_hosts.is_empty() {
-            refuse("allowed_http_hosts", "is the manifest version 1 field: use `allowed_outbound_hosts`");
+            refuse(
+                "allowed_http_hosts",
+                "is the manifest version 1 field: use `allowed_outbound_hosts`",
+            );
         }
         if !self.ai_models.is_empty() {
-            refuse("ai_models", "is not supported by gyre-host (no LLM interface)");
+            refuse(
+                "ai_models",
+                "is not supported by gyre-host (no LLM interface)",
+            );
         }
         if !self.dependencies.is_empty() {
-            refuse("dependencies", "(component composition) is not supported by gyre-host");
+            refuse(
+                "dependencies",
+                "(component composition) is not supported by gyre-host",
+            );
         }
         for name in self.variables.keys() {
             if let Err(why) = crate::variables::check_name(name) {
@@ -361,7 +400,9 @@ impl RawComponent {
         }
         for host in &self.allowed_outbound_hosts {
             if let Err(why) = crate::variables::check_template(host, app_variables) {
-                problems.push(format!("component `{id}`: allowed_outbound_hosts `{host}`: {why}"));
+                problems.push(format!(
+                    "component `{id}`: allowed_outbound_hosts `{host}`: {why}"
+                ));
             }
         }
         match source {
@@ -384,7 +425,9 @@ impl RawComponent {
 fn check_component_id(id: &str) -> Result<(), String> {
     let ok = id.starts_with(|c: char| c.is_ascii_lowercase())
         && id.split('-').all(|part| !part.is_empty())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
     } else {
@@ -421,8 +464,14 @@ key_value_stores = ["default"]
     fn a_minimal_manifest_resolves_sources_against_its_folder() {
         let manifest = parse(MINIMAL).unwrap();
         assert_eq!(manifest.name, "demo");
-        assert_eq!(manifest.components["api"].source, Path::new("/app/target/api.wasm"));
-        assert_eq!(manifest.components["api"].key_value_stores, vec!["default".to_string()]);
+        assert_eq!(
+            manifest.components["api"].source,
+            Path::new("/app/target/api.wasm")
+        );
+        assert_eq!(
+            manifest.components["api"].key_value_stores,
+            vec!["default".to_string()]
+        );
         assert_eq!(manifest.triggers.len(), 1);
     }
 
@@ -431,7 +480,10 @@ key_value_stores = ["default"]
         let problems = parse("spin_manifest_version = \"1\"\nname = \"x\"").unwrap_err();
         assert!(problems[0].contains("version 2"), "{problems:?}");
         let problems = parse("[application]\nname = \"x\"").unwrap_err();
-        assert!(problems[0].contains("spin_manifest_version = 2"), "{problems:?}");
+        assert!(
+            problems[0].contains("spin_manifest_version = 2"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -460,7 +512,13 @@ allowed_outbound_hosts = ["http://{{ missing }}"]
 "#;
         let problems = parse(text).unwrap_err();
         let all = problems.join("\n");
-        for needle in ["trigger.redis", "`source`", "`files`", "`ai_models`", "missing"] {
+        for needle in [
+            "trigger.redis",
+            "`source`",
+            "`files`",
+            "`ai_models`",
+            "missing",
+        ] {
             assert!(all.contains(needle), "{needle} not in {all}");
         }
     }
@@ -469,12 +527,17 @@ allowed_outbound_hosts = ["http://{{ missing }}"]
     fn a_trigger_naming_an_undeclared_component_is_refused() {
         let text = MINIMAL.replace("component = \"api\"", "component = \"nope\"");
         let problems = parse(&text).unwrap_err();
-        assert!(problems[0].contains("`nope` is not declared"), "{problems:?}");
+        assert!(
+            problems[0].contains("`nope` is not declared"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn variables_need_a_default_or_required_but_not_both() {
-        let text = format!("{MINIMAL}\n[variables]\na = {{ default = \"x\", required = true }}\nb = {{}}\n");
+        let text = format!(
+            "{MINIMAL}\n[variables]\na = {{ default = \"x\", required = true }}\nb = {{}}\n"
+        );
         let problems = parse(&text).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
     }

@@ -100,7 +100,9 @@ impl AllowedHost {
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('/') {
-            return Err("paths and CIDR ranges are not supported: give only scheme, host and port".into());
+            return Err(
+                "paths and CIDR ranges are not supported: give only scheme, host and port".into(),
+            );
         }
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -109,14 +111,17 @@ impl AllowedHost {
         let host = match host {
             "" => return Err("the host is missing".into()),
             "*" => HostPattern::Any,
-            "self" => {
-                return Err("`self` is not supported by gyre-host: use `http://<component-id>.spin.internal`".into())
-            }
+            "self" => return Err(
+                "`self` is not supported by gyre-host: use `http://<component-id>.spin.internal`"
+                    .into(),
+            ),
             _ => match host.strip_prefix("*.") {
                 Some(domain) if !domain.is_empty() && !domain.contains('*') => {
                     HostPattern::Subdomains(format!(".{}", domain.to_ascii_lowercase()))
                 }
-                _ if host.contains('*') => return Err("`*` may only stand alone or as `*.domain`".into()),
+                _ if host.contains('*') => {
+                    return Err("`*` may only stand alone or as `*.domain`".into())
+                }
                 _ => HostPattern::Exact(host.to_ascii_lowercase()),
             },
         };
@@ -131,15 +136,21 @@ impl AllowedHost {
             Some("*") => PortPattern::Any,
             Some(range) => match range.split_once("..") {
                 Some((lo, hi)) => {
-                    let lo: u16 = lo.parse().map_err(|_| format!("`{range}` is not a port range"))?;
-                    let hi: u16 = hi.parse().map_err(|_| format!("`{range}` is not a port range"))?;
+                    let lo: u16 = lo
+                        .parse()
+                        .map_err(|_| format!("`{range}` is not a port range"))?;
+                    let hi: u16 = hi
+                        .parse()
+                        .map_err(|_| format!("`{range}` is not a port range"))?;
                     if lo > hi {
                         return Err(format!("`{range}` is an empty port range"));
                     }
                     PortPattern::Range(lo, hi)
                 }
                 None => {
-                    let port: u16 = range.parse().map_err(|_| format!("`{range}` is not a port"))?;
+                    let port: u16 = range
+                        .parse()
+                        .map_err(|_| format!("`{range}` is not a port"))?;
                     PortPattern::Range(port, port)
                 }
             },
@@ -177,7 +188,13 @@ pub struct OutboundHooks {
 
 type ResponseFuture = Box<
     dyn Future<
-            Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>,
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
         > + Send,
 >;
 
@@ -203,7 +220,8 @@ impl WasiHttpHooks for OutboundHooks {
             let response = self.chain.dispatch(target, request);
             return Box::new(async move {
                 let response = response.await?;
-                let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+                let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                    Box::new(async { Ok(()) });
                 Ok((response, done))
             });
         }
@@ -225,7 +243,11 @@ mod tests {
 
     #[test]
     fn entries_match_like_spin() {
-        let hosts = allowed(&["https://example.com", "http://localhost:3000", "http://*.example.org:*"]);
+        let hosts = allowed(&[
+            "https://example.com",
+            "http://localhost:3000",
+            "http://*.example.org:*",
+        ]);
         assert!(hosts.allows("https", "example.com", None));
         assert!(hosts.allows("https", "EXAMPLE.com", Some(443)));
         assert!(!hosts.allows("https", "example.com", Some(8443)));
@@ -259,11 +281,16 @@ mod tests {
 
     #[test]
     fn bad_entries_are_all_reported() {
-        let entries: Vec<String> =
-            ["example.com", "http://a.com/path", "http://a.com:99999", "http://a*b.com", "http://self"]
-                .iter()
-                .map(|e| e.to_string())
-                .collect();
+        let entries: Vec<String> = [
+            "example.com",
+            "http://a.com/path",
+            "http://a.com:99999",
+            "http://a*b.com",
+            "http://self",
+        ]
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
         assert_eq!(AllowedHosts::parse(&entries).unwrap_err().len(), 5);
     }
 }

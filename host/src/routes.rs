@@ -50,7 +50,9 @@ impl RouteSpec {
                 Some(toml::Value::Boolean(true)) if table.len() == 1 => Ok(RouteSpec::Private),
                 _ => Err("a route table must be `{ private = true }`".into()),
             },
-            _ => Err("`route` must be a string such as \"/api/...\" or `{ private = true }`".into()),
+            _ => {
+                Err("`route` must be a string such as \"/api/...\" or `{ private = true }`".into())
+            }
         }
     }
 }
@@ -71,15 +73,25 @@ impl RoutePattern {
                 return Err(format!("route `{raw}`: `...` may only end a route"));
             }
             if let Some(name) = part.strip_prefix(':') {
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                    return Err(format!("route `{raw}`: `:{name}` is not a valid parameter name"));
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(format!(
+                        "route `{raw}`: `:{name}` is not a valid parameter name"
+                    ));
                 }
                 segments.push(Segment::Param(name.to_string()));
             } else {
                 segments.push(Segment::Literal(part.to_string()));
             }
         }
-        Ok(RoutePattern { raw: raw.to_string(), segments, wildcard })
+        Ok(RoutePattern {
+            raw: raw.to_string(),
+            segments,
+            wildcard,
+        })
     }
 
     /// The route as written in the manifest.
@@ -100,7 +112,9 @@ impl RoutePattern {
     /// Matches a request path (without its query).
     pub fn matches(&self, path: &str) -> Option<RouteMatch> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        if parts.len() < self.segments.len() || (!self.wildcard && parts.len() != self.segments.len()) {
+        if parts.len() < self.segments.len()
+            || (!self.wildcard && parts.len() != self.segments.len())
+        {
             return None;
         }
         let mut params = BTreeMap::new();
@@ -114,7 +128,11 @@ impl RoutePattern {
             }
         }
         let rest = &parts[self.segments.len()..];
-        let path_info = if rest.is_empty() { String::new() } else { format!("/{}", rest.join("/")) };
+        let path_info = if rest.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", rest.join("/"))
+        };
         Some(RouteMatch { path_info, params })
     }
 
@@ -203,13 +221,20 @@ mod tests {
     use super::*;
 
     fn router(routes: &[&str]) -> Router<String> {
-        Router::new(routes.iter().map(|r| (RoutePattern::parse(r).unwrap(), r.to_string())).collect())
+        Router::new(
+            routes
+                .iter()
+                .map(|r| (RoutePattern::parse(r).unwrap(), r.to_string()))
+                .collect(),
+        )
     }
 
     /// `(routes, request path, expected winner, expected path-info)`; `None` for a 404.
     fn check(routes: &[&str], path: &str, expected: Option<(&str, &str)>) {
         let router = router(routes);
-        let got = router.route(path).map(|(_, target, m)| (target.clone(), m.path_info));
+        let got = router
+            .route(path)
+            .map(|(_, target, m)| (target.clone(), m.path_info));
         let expected = expected.map(|(t, info)| (t.to_string(), info.to_string()));
         assert_eq!(got, expected, "routes {routes:?}, path {path}");
     }
@@ -224,19 +249,37 @@ mod tests {
         check(&["/api/..."], "/api/health", Some(("/api/...", "/health")));
         check(&["/api/..."], "/api/a/b", Some(("/api/...", "/a/b")));
         check(&["/api/..."], "/apix", None);
-        check(&["/..."], "/anything/at/all", Some(("/...", "/anything/at/all")));
+        check(
+            &["/..."],
+            "/anything/at/all",
+            Some(("/...", "/anything/at/all")),
+        );
         check(&["/..."], "/", Some(("/...", "")));
         check(&["/devices/:id"], "/devices/d1", Some(("/devices/:id", "")));
         check(&["/devices/:id"], "/devices", None);
-        check(&["/devices/:id/..."], "/devices/d1/twin", Some(("/devices/:id/...", "/twin")));
+        check(
+            &["/devices/:id/..."],
+            "/devices/d1/twin",
+            Some(("/devices/:id/...", "/twin")),
+        );
     }
 
     #[test]
     fn the_most_specific_route_wins() {
-        let routes = ["/...", "/api/...", "/api/health", "/api/:thing", "/api/devices/..."];
+        let routes = [
+            "/...",
+            "/api/...",
+            "/api/health",
+            "/api/:thing",
+            "/api/devices/...",
+        ];
         check(&routes, "/api/health", Some(("/api/health", "")));
         check(&routes, "/api/other", Some(("/api/:thing", "")));
-        check(&routes, "/api/devices/d1", Some(("/api/devices/...", "/d1")));
+        check(
+            &routes,
+            "/api/devices/d1",
+            Some(("/api/devices/...", "/d1")),
+        );
         check(&routes, "/api/a/b", Some(("/api/...", "/a/b")));
         check(&routes, "/static/x", Some(("/...", "/static/x")));
         check(&["/a/b/...", "/a/:x"], "/a/b", Some(("/a/b/...", "")));
@@ -252,9 +295,15 @@ mod tests {
 
     #[test]
     fn component_route_drops_the_wildcard() {
-        assert_eq!(RoutePattern::parse("/api/...").unwrap().component_route(), "/api");
+        assert_eq!(
+            RoutePattern::parse("/api/...").unwrap().component_route(),
+            "/api"
+        );
         assert_eq!(RoutePattern::parse("/...").unwrap().component_route(), "");
-        assert_eq!(RoutePattern::parse("/hello").unwrap().component_route(), "/hello");
+        assert_eq!(
+            RoutePattern::parse("/hello").unwrap().component_route(),
+            "/hello"
+        );
     }
 
     #[test]
@@ -273,8 +322,13 @@ mod tests {
         };
         assert!(check_conflicts(&[trigger("a", "/x/..."), trigger("b", "/x")]).is_ok());
         assert!(check_conflicts(&[trigger("a", "/x/:id"), trigger("b", "/x/:name")]).is_err());
-        let problems = check_conflicts(&[trigger("a", "/x"), trigger("b", "/x/"), trigger("c", "/y")]).unwrap_err();
+        let problems =
+            check_conflicts(&[trigger("a", "/x"), trigger("b", "/x/"), trigger("c", "/y")])
+                .unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("`b`") && problems[0].contains("`a`"), "{problems:?}");
+        assert!(
+            problems[0].contains("`b`") && problems[0].contains("`a`"),
+            "{problems:?}"
+        );
     }
 }

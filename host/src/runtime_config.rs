@@ -36,16 +36,26 @@ struct RawStore {
 
 impl StorePaths {
     /// Spin's defaults, overridden by the runtime configuration file if one is given.
-    pub fn load(state_dir: &Path, runtime_config: Option<&Path>) -> Result<StorePaths, Vec<String>> {
+    pub fn load(
+        state_dir: &Path,
+        runtime_config: Option<&Path>,
+    ) -> Result<StorePaths, Vec<String>> {
         let mut paths = StorePaths {
-            key_value: BTreeMap::from([("default".to_string(), state_dir.join("sqlite_key_value.db"))]),
+            key_value: BTreeMap::from([(
+                "default".to_string(),
+                state_dir.join("sqlite_key_value.db"),
+            )]),
             sqlite: BTreeMap::from([("default".to_string(), state_dir.join("sqlite_db.db"))]),
         };
         let Some(file) = runtime_config else {
             return Ok(paths);
         };
-        let text = std::fs::read_to_string(file)
-            .map_err(|err| vec![format!("cannot read runtime config {}: {err}", file.display())])?;
+        let text = std::fs::read_to_string(file).map_err(|err| {
+            vec![format!(
+                "cannot read runtime config {}: {err}",
+                file.display()
+            )]
+        })?;
         let raw: RawRuntimeConfig = toml::from_str(&text).map_err(|err| {
             vec![format!(
                 "runtime config {}: {} (gyre-host supports [key_value_store.<label>] and [sqlite_database.<label>] \
@@ -93,7 +103,10 @@ mod tests {
     #[test]
     fn defaults_live_in_the_state_directory() {
         let paths = StorePaths::load(Path::new("/s"), None).unwrap();
-        assert_eq!(paths.key_value["default"], Path::new("/s/sqlite_key_value.db"));
+        assert_eq!(
+            paths.key_value["default"],
+            Path::new("/s/sqlite_key_value.db")
+        );
         assert_eq!(paths.sqlite["default"], Path::new("/s/sqlite_db.db"));
     }
 
@@ -109,7 +122,10 @@ mod tests {
         .unwrap();
         let paths = StorePaths::load(Path::new("/s"), Some(&file)).unwrap();
         assert_eq!(paths.key_value["cache"], dir.path().join("cache.db"));
-        assert_eq!(paths.key_value["default"], Path::new("/s/sqlite_key_value.db"));
+        assert_eq!(
+            paths.key_value["default"],
+            Path::new("/s/sqlite_key_value.db")
+        );
         assert_eq!(paths.sqlite["default"], Path::new("/data/main.db"));
     }
 
@@ -117,8 +133,17 @@ mod tests {
     fn unsupported_backends_and_sections_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rc.toml");
-        std::fs::write(&file, "[key_value_store.a]\ntype = \"redis\"\n[sqlite_database.b]\ntype = \"libsql\"\n").unwrap();
-        assert_eq!(StorePaths::load(Path::new("/s"), Some(&file)).unwrap_err().len(), 2);
+        std::fs::write(
+            &file,
+            "[key_value_store.a]\ntype = \"redis\"\n[sqlite_database.b]\ntype = \"libsql\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            StorePaths::load(Path::new("/s"), Some(&file))
+                .unwrap_err()
+                .len(),
+            2
+        );
         std::fs::write(&file, "[llm_compute]\ntype = \"remote_http\"\n").unwrap();
         assert!(StorePaths::load(Path::new("/s"), Some(&file)).is_err());
     }

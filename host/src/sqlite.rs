@@ -118,7 +118,10 @@ impl Databases {
 
     /// Runs SQL statements (`spin up --sqlite`) against a database before serving.
     pub fn execute_batch(&self, label: &str, sql: &str) -> Result<(), String> {
-        let db = self.by_label.get(label).ok_or_else(|| format!("no sqlite database `{label}`"))?;
+        let db = self
+            .by_label
+            .get(label)
+            .ok_or_else(|| format!("no sqlite database `{label}`"))?;
         let conn = db.take_connection().map_err(|err| err.to_string())?;
         let result = conn.execute_batch(sql).map_err(|err| err.to_string());
         db.give_back(conn);
@@ -128,7 +131,11 @@ impl Databases {
 
 impl Database {
     fn take_connection(&self) -> rusqlite::Result<Connection> {
-        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
         match idle {
             Some(conn) => Ok(conn),
             None => open_durable(&self.path),
@@ -144,7 +151,10 @@ impl Database {
                 return;
             }
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < MAX_IDLE_CONNECTIONS {
             idle.push(conn);
         }
@@ -166,7 +176,11 @@ fn needs_write_lock(stmt: &rusqlite::Statement<'_>, sql: &str) -> bool {
     if !stmt.readonly() {
         return true;
     }
-    let first_word = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    let first_word = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
     first_word.eq_ignore_ascii_case("BEGIN") || first_word.eq_ignore_ascii_case("SAVEPOINT")
 }
 
@@ -183,7 +197,11 @@ fn execute_blocking(
     if write_guard.is_none() && needs_write_lock(&stmt, sql) {
         *write_guard = Some(write_lock.clone().blocking_lock_owned());
     }
-    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let columns: Vec<String> = stmt
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let n_columns = columns.len();
     let params = rusqlite::params_from_iter(params.into_iter().map(|value| match value {
         Value::Integer(i) => SqlValue::Integer(i),
@@ -207,13 +225,19 @@ fn execute_blocking(
         }
         results.push(RowResult { values });
     }
-    Ok(QueryResult { columns, rows: results })
+    Ok(QueryResult {
+        columns,
+        rows: results,
+    })
 }
 
 impl sqlite::Host for InstanceState {}
 
 impl sqlite::HostConnection for InstanceState {
-    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<SqliteConnection>, Error>> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, Error>> {
         if !self.sqlite.allowed.contains(&database) {
             return Ok(Err(Error::AccessDenied));
         }
@@ -221,7 +245,9 @@ impl sqlite::HostConnection for InstanceState {
             return Ok(Err(Error::NoSuchDatabase));
         };
         if self.sqlite.n_open >= MAX_OPEN_CONNECTIONS {
-            return Ok(Err(Error::Io(format!("too many open connections (at most {MAX_OPEN_CONNECTIONS})"))));
+            return Ok(Err(Error::Io(format!(
+                "too many open connections (at most {MAX_OPEN_CONNECTIONS})"
+            ))));
         }
         let pooled = db.clone();
         let conn = match tokio::task::spawn_blocking(move || pooled.take_connection()).await {
@@ -230,7 +256,11 @@ impl sqlite::HostConnection for InstanceState {
             Err(join) => return Ok(Err(Error::Io(join.to_string()))),
         };
         self.sqlite.n_open += 1;
-        Ok(Ok(self.table.push(SqliteConnection { db, conn: Some(conn), write_guard: None })?))
+        Ok(Ok(self.table.push(SqliteConnection {
+            db,
+            conn: Some(conn),
+            write_guard: None,
+        })?))
     }
 
     async fn execute(
@@ -246,7 +276,8 @@ impl sqlite::HostConnection for InstanceState {
         let mut write_guard = handle.write_guard.take();
         let write_lock = handle.db.write_lock.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = execute_blocking(&conn, &write_lock, &mut write_guard, &statement, parameters);
+            let result =
+                execute_blocking(&conn, &write_lock, &mut write_guard, &statement, parameters);
             if conn.is_autocommit() {
                 write_guard = None;
             }
@@ -261,7 +292,11 @@ impl sqlite::HostConnection for InstanceState {
         handle.conn = Some(conn);
         handle.write_guard = write_guard;
         Ok(result.map_err(|err| match err {
-            rusqlite::Error::SqliteFailure(code, _) if code.code == rusqlite::ErrorCode::DiskFull => Error::DatabaseFull,
+            rusqlite::Error::SqliteFailure(code, _)
+                if code.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                Error::DatabaseFull
+            }
             err => Error::Io(err.to_string()),
         }))
     }
@@ -281,8 +316,12 @@ mod tests {
     fn durable_connections_use_wal_and_full_sync() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_durable(&dir.path().join("a/b.db")).unwrap();
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
         assert_eq!((mode.as_str(), sync), ("wal", 2));
     }
 

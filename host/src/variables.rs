@@ -17,7 +17,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('_')
         && !name.contains("__")
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -29,7 +31,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Checks that every `{{ name }}` in `template` names a declared application variable.
-pub fn check_template(template: &str, app_variables: &BTreeMap<String, VariableDecl>) -> Result<(), String> {
+pub fn check_template(
+    template: &str,
+    app_variables: &BTreeMap<String, VariableDecl>,
+) -> Result<(), String> {
     for part in parse_template(template)? {
         if let TemplatePart::Variable(name) = part {
             if !app_variables.contains_key(name) {
@@ -106,8 +111,14 @@ pub enum GetError {
 }
 
 impl ComponentVariables {
-    pub fn resolve(templates: &BTreeMap<String, String>, app_values: &BTreeMap<String, String>) -> Self {
-        let values = templates.iter().map(|(name, template)| (name.clone(), render(template, app_values))).collect();
+    pub fn resolve(
+        templates: &BTreeMap<String, String>,
+        app_values: &BTreeMap<String, String>,
+    ) -> Self {
+        let values = templates
+            .iter()
+            .map(|(name, template)| (name.clone(), render(template, app_values)))
+            .collect();
         ComponentVariables { values }
     }
 
@@ -136,7 +147,9 @@ fn parse_template(template: &str) -> Result<Vec<TemplatePart<'_>>, String> {
             parts.push(TemplatePart::Literal(&rest[..start]));
         }
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
         let name = after[..end].trim();
         check_name(name)?;
         parts.push(TemplatePart::Variable(name));
@@ -178,7 +191,11 @@ mod tests {
 
     #[test]
     fn the_environment_wins_over_defaults_and_required_variables_must_be_set() {
-        let decls = decls(&[("host", Some("localhost")), ("port", Some("80")), ("token", None)]);
+        let decls = decls(&[
+            ("host", Some("localhost")),
+            ("port", Some("80")),
+            ("token", None),
+        ]);
         let provider = |name: &str| (name == "port").then(|| "8080".to_string());
         let problems = resolve_app(&decls, provider).unwrap_err();
         assert_eq!(problems.len(), 1);
@@ -190,7 +207,10 @@ mod tests {
             _ => None,
         };
         let values = resolve_app(&decls, provider).unwrap();
-        assert_eq!(render("http://{{ host }}:{{port}}/x", &values), "http://localhost:8080/x");
+        assert_eq!(
+            render("http://{{ host }}:{{port}}/x", &values),
+            "http://localhost:8080/x"
+        );
     }
 
     #[test]
@@ -209,6 +229,9 @@ mod tests {
         let vars = ComponentVariables::resolve(&templates, &app);
         assert_eq!(vars.get("greeting").unwrap(), "hello world");
         assert!(matches!(vars.get("nope"), Err(GetError::Undefined(_))));
-        assert!(matches!(vars.get("Bad-Name"), Err(GetError::InvalidName(_))));
+        assert!(matches!(
+            vars.get("Bad-Name"),
+            Err(GetError::InvalidName(_))
+        ));
     }
 }
