@@ -11,5 +11,8 @@
 //! argument. That is what lets every rule here run natively in `cargo test`.
 
 pub mod api;
+pub mod auth;
+pub mod dtdl;
+pub mod query;
 pub mod store;
 pub mod time;
