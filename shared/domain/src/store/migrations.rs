@@ -14,13 +14,28 @@ use super::{Sql, StoreError, Value};
 use crate::time::Timestamp;
 
 /// Every schema change, oldest first. Position `i` holds schema version `i + 1`.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    name: "meta",
-    statements: &[META_TABLE],
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "meta",
+        statements: &[META_TABLE],
+    },
+    Migration {
+        name: "api_tokens",
+        statements: &[API_TOKENS_TABLE],
+    },
+];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
 const META_TABLE: &str = "CREATE TABLE gyre_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// API tokens as verifiers (see `auth` and `api_tokens`): times in Unix milliseconds, `roles` as
+/// IoT Central's `[{"role", "organization"}]` JSON.
+const API_TOKENS_TABLE: &str = "CREATE TABLE api_tokens (\
+     id TEXT PRIMARY KEY, \
+     verifier BLOB NOT NULL CHECK (typeof(verifier) = 'blob' AND length(verifier) = 32), \
+     expiry INTEGER NOT NULL, \
+     roles TEXT NOT NULL, \
+     created_at INTEGER NOT NULL)";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);

@@ -9,6 +9,7 @@
 //! This module owns the schema ([`migrations`]); it does not own connections, pooling, or the
 //! choice of database label, which belong to the caller.
 
+pub mod api_tokens;
 mod migrations;
 #[cfg(feature = "rusqlite")]
 mod rusqlite;
