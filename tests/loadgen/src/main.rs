@@ -1,0 +1,130 @@
+//! `gyre-loadgen`: a closed-loop HTTP/1.1 load generator for `cargo xtask bench`.
+//!
+//! ```text
+//! gyre-loadgen --url http://127.0.0.1:3000/hello --connections 16 --duration 10s
+//!              [--warmup 2s] [--method GET|POST] [--body STR] [--threads N]
+//! ```
+//! Each connection is one keep-alive HTTP/1.1 connection that sends its next request as soon as
+//! the previous response body has been read. The result is one JSON line on stdout:
+//! `{"requests", "errors", "non_2xx", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"}`.
+//!
+//! Code map: `main.rs` reads the command line and prints; `target.rs` parses the URL (and refuses
+//! anything but loopback); `load.rs` drives the connections; `histogram.rs` keeps latencies.
+//! Deliberately absent: TLS, HTTP/2, open-loop (fixed rate) load, and any non-loopback target.
+
+mod histogram;
+mod load;
+mod target;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http::Method;
+
+const USAGE: &str = "\
+usage: gyre-loadgen --url http://127.0.0.1:PORT/PATH [--connections 16] [--duration 10s]
+                    [--warmup 0s] [--method GET] [--body STR] [--threads 1]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gyre-loadgen: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "-h" || arg == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let (config, threads) = parse_args(&args)?;
+    // One worker thread by default: on a small machine the server under test needs the other
+    // cores more than the client does, and 16 connections on one thread keep a server busy.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let report = runtime.block_on(load::run(config))?;
+    println!("{}", report.to_json());
+    Ok(())
+}
+
+fn parse_args(args: &[String]) -> anyhow::Result<(load::Config, usize)> {
+    let mut url = None;
+    let mut connections = 16;
+    let mut duration = Duration::from_secs(10);
+    let mut warmup = Duration::ZERO;
+    let mut method = Method::GET;
+    let mut body = Bytes::new();
+    let mut threads = 1;
+
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("`{flag}` needs a value\n{USAGE}"))?
+            .as_str();
+        match flag.as_str() {
+            "--url" => url = Some(target::Target::parse(value)?),
+            "--connections" => connections = positive("--connections", value)?,
+            "--duration" => duration = parse_duration(value)?,
+            "--warmup" => warmup = parse_duration(value)?,
+            "--method" => {
+                method = Method::from_bytes(value.to_ascii_uppercase().as_bytes())
+                    .with_context(|| format!("invalid method `{value}`"))?;
+            }
+            "--body" => body = Bytes::copy_from_slice(value.as_bytes()),
+            "--threads" => threads = positive("--threads", value)?,
+            other => bail!("unknown option `{other}`\n{USAGE}"),
+        }
+    }
+    let Some(target) = url else {
+        bail!("`--url` is required\n{USAGE}")
+    };
+    if duration.is_zero() {
+        bail!("`--duration` must be more than zero");
+    }
+    Ok((
+        load::Config {
+            target,
+            connections,
+            duration,
+            warmup,
+            method,
+            body,
+        },
+        threads,
+    ))
+}
+
+fn positive(flag: &str, raw: &str) -> anyhow::Result<usize> {
+    match raw.parse::<usize>() {
+        Ok(0) | Err(_) => bail!("`{flag}` takes a positive integer, got `{raw}`"),
+        Ok(count) => Ok(count),
+    }
+}
+
+/// `250ms`, `10s`, `1m`, or bare seconds: the spelling of the host's `--request-timeout`.
+fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
+    let (number, unit_millis) = if let Some(number) = raw.strip_suffix("ms") {
+        (number, 1)
+    } else if let Some(number) = raw.strip_suffix('s') {
+        (number, 1_000)
+    } else if let Some(number) = raw.strip_suffix('m') {
+        (number, 60_000)
+    } else {
+        (raw, 1_000)
+    };
+    let number: u64 = number
+        .parse()
+        .ok()
+        .with_context(|| format!("invalid duration `{raw}`; use e.g. 500ms, 10s, 1m"))?;
+    Ok(Duration::from_millis(number * unit_millis))
+}

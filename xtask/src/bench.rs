@@ -1,0 +1,208 @@
+//! `cargo xtask bench [NAME]`: the benchmark list, and what every benchmark shares: running the
+//! load generator, taking medians over repeats, and printing a table.
+//!
+//! Each benchmark is one module under `bench/` with a `run(&Project, &BenchFlags)`, listed in
+//! `BENCHES`. A benchmark starts its own processes as `process::Supervised` children (stopped by
+//! pid, also on error) and unsets `RUST_BACKTRACE` for them, so that a captured backtrace on
+//! every error path does not skew the numbers.
+
+mod host;
+
+use std::io::Read;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::flags::BenchFlags;
+use crate::process::Supervised;
+use crate::project::Project;
+
+struct Bench {
+    name: &'static str,
+    summary: &'static str,
+    run: fn(&Project, &BenchFlags) -> anyhow::Result<()>,
+}
+
+/// Every benchmark. Planned next, one module each: `ingest` (MQTT publishes through the bridge
+/// to acknowledged, stored telemetry; msgs/s and publish-to-PUBACK latency, with a reference
+/// broker when installed), `registry` (device CRUD over the REST API), `query` (telemetry
+/// time-window queries), `commands` (direct-method round trips through the bridge).
+const BENCHES: &[Bench] = &[Bench {
+    name: "host",
+    summary: "HTTP throughput and latency of gyre-host (hello; KV set + SQLite insert), \
+              with `wasmtime serve` on hello as the reference",
+    run: host::run,
+}];
+
+pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<ExitCode> {
+    let Some(target) = bench_flags.target.as_deref() else {
+        println!(
+            "benchmarks (run one with `cargo xtask bench <NAME>`; options in `cargo xtask help`):"
+        );
+        for bench in BENCHES {
+            println!("  {:<10} {}", bench.name, bench.summary);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(bench) = BENCHES.iter().find(|bench| bench.name == target) else {
+        let names: Vec<&str> = BENCHES.iter().map(|bench| bench.name).collect();
+        bail!(
+            "unknown benchmark `{target}`; there is: {}",
+            names.join(", ")
+        );
+    };
+    (bench.run)(project, bench_flags)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One gyre-loadgen run, as read from its JSON line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Measurement {
+    requests: f64,
+    errors: f64,
+    non_2xx: f64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// What to load: an URL, and how hard.
+struct Load<'a> {
+    url: &'a str,
+    connections: usize,
+    duration: Duration,
+    warmup: Duration,
+}
+
+/// Runs gyre-loadgen once; its stderr passes through, its JSON line is parsed.
+fn run_loadgen(project: &Project, load: &Load) -> anyhow::Result<Measurement> {
+    let mut command = Command::new(project.release_binary("gyre-loadgen"));
+    command
+        .args(["--url", load.url])
+        .args(["--connections", &load.connections.to_string()])
+        .args(["--duration", &format!("{}ms", load.duration.as_millis())])
+        .args(["--warmup", &format!("{}ms", load.warmup.as_millis())])
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped());
+    let mut loadgen = Supervised::spawn("gyre-loadgen", &mut command)?;
+    let mut stdout = String::new();
+    if let Some(mut pipe) = loadgen.child_mut().stdout.take() {
+        pipe.read_to_string(&mut stdout)
+            .context("reading gyre-loadgen's output")?;
+    }
+    let status = loadgen.wait()?;
+    if !status.success() {
+        bail!("gyre-loadgen failed ({status}) on {}", load.url);
+    }
+    let line = stdout
+        .lines()
+        .last()
+        .context("gyre-loadgen printed nothing")?;
+    let field = |name: &str| {
+        json_number(line, name).with_context(|| format!("no `{name}` in gyre-loadgen's `{line}`"))
+    };
+    Ok(Measurement {
+        requests: field("requests")?,
+        errors: field("errors")?,
+        non_2xx: field("non_2xx")?,
+        rps: field("rps")?,
+        p50_ms: field("p50_ms")?,
+        p99_ms: field("p99_ms")?,
+    })
+}
+
+/// The number after `"name":` in a flat JSON object of numbers (gyre-loadgen's output).
+fn json_number(line: &str, name: &str) -> Option<f64> {
+    let key = format!("\"{name}\":");
+    let start = line.find(&key)? + key.len();
+    let rest = line[start..].trim_start();
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+/// Medians of each field over the repeats; errors and non-2xx answers are summed instead, since
+/// any of them makes a run suspect.
+fn summarize(measurements: &[Measurement]) -> Measurement {
+    let median_of = |field: fn(&Measurement) -> f64| {
+        let mut values: Vec<f64> = measurements.iter().map(field).collect();
+        median(&mut values)
+    };
+    Measurement {
+        requests: median_of(|m| m.requests),
+        errors: measurements.iter().map(|m| m.errors).sum(),
+        non_2xx: measurements.iter().map(|m| m.non_2xx).sum(),
+        rps: median_of(|m| m.rps),
+        p50_ms: median_of(|m| m.p50_ms),
+        p99_ms: median_of(|m| m.p99_ms),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+/// Prints `rows` of (case, summary) as an aligned table.
+fn print_table(rows: &[(String, Measurement)]) {
+    let case_width = rows
+        .iter()
+        .map(|(case, _)| case.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<case_width$}  {:>10}  {:>8}  {:>8}  {:>6}  {:>7}",
+        "case", "req/s", "p50 ms", "p99 ms", "errors", "non-2xx"
+    );
+    for (case, summary) in rows {
+        println!(
+            "{:<case_width$}  {:>10.0}  {:>8.3}  {:>8.3}  {:>6}  {:>7}",
+            case, summary.rps, summary.p50_ms, summary.p99_ms, summary.errors, summary.non_2xx
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loadgen_json_fields_are_read() {
+        let line = r#"{"requests":1200,"errors":0,"non_2xx":3,"seconds":10.000,"rps":120.0,"p50_ms":0.512,"p90_ms":0.9,"p99_ms":1.250,"max_ms":3.1}"#;
+        assert_eq!(json_number(line, "requests"), Some(1200.0));
+        assert_eq!(json_number(line, "p99_ms"), Some(1.25));
+        assert_eq!(json_number(line, "max_ms"), Some(3.1));
+        assert_eq!(json_number(line, "missing"), None);
+    }
+
+    #[test]
+    fn medians_are_taken_per_field_and_errors_summed() {
+        let run = |rps, p50_ms, errors| Measurement {
+            requests: rps * 10.0,
+            errors,
+            non_2xx: 0.0,
+            rps,
+            p50_ms,
+            p99_ms: p50_ms * 2.0,
+        };
+        let summary = summarize(&[
+            run(100.0, 3.0, 0.0),
+            run(300.0, 1.0, 2.0),
+            run(200.0, 2.0, 1.0),
+        ]);
+        assert_eq!(
+            (summary.rps, summary.p50_ms, summary.errors),
+            (200.0, 2.0, 3.0)
+        );
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}

@@ -1,0 +1,96 @@
+//! `cargo xtask up [-- HOST_ARGS]`: build, then run the platform on this machine in the
+//! foreground until Ctrl-C, exiting with the host's exit status.
+//!
+//! The host runs on the repository's spin.toml with a fixed dev address (127.0.0.1:3000, metrics
+//! on 127.0.0.1:9090). Extra arguments are appended; a default the user gives again is left out
+//! (the host, like clap, rejects a repeated flag): `-- --listen 127.0.0.1:4000` moves the
+//! listener, `-- other.toml` (first argument, not a flag) or `-- -f other.toml` the manifest.
+//! Ctrl-C reaches the host directly (same process group) and xtask waits for it: see `process`.
+
+use std::process::{Command, ExitCode};
+
+use crate::build;
+use crate::process::{self, Supervised};
+use crate::project::Project;
+
+pub fn run(project: &Project, host_args: &[String]) -> anyhow::Result<ExitCode> {
+    build::native(project)?;
+    build::components(project, build::APP_COMPONENTS)?;
+
+    let mut command = Command::new(project.release_binary("gyre-host"));
+    command
+        .current_dir(&project.root)
+        .args(host_command_line(host_args));
+    let mut host = Supervised::spawn("gyre-host", &mut command)?;
+
+    // TODO(bridge): once gyre-ingest-bridge has its command line, start it here as a second
+    // `Supervised` child pointed at the host's listen address, wait for whichever exits first,
+    // then stop the other; the exit status reported stays the host's.
+
+    let status = host.wait()?;
+    if !status.success() && !process::interrupted() {
+        eprintln!("xtask: gyre-host exited with {status}");
+    }
+    Ok(ExitCode::from(process::exit_code(status)))
+}
+
+/// The dev defaults, minus those `host_args` override, followed by `host_args`.
+fn host_command_line(host_args: &[String]) -> Vec<String> {
+    let gives = |flags: &[&str]| {
+        host_args.iter().any(|arg| {
+            flags
+                .iter()
+                .any(|flag| arg == flag || arg.starts_with(&format!("{flag}=")))
+        })
+    };
+    let gives_manifest = host_args
+        .first()
+        .is_some_and(|first| !first.starts_with('-'))
+        || gives(&["-f", "--from"]);
+    let mut command_line = Vec::new();
+    if !gives_manifest {
+        command_line.push("spin.toml".to_string());
+    }
+    for (flag, value) in [
+        ("--listen", "127.0.0.1:3000"),
+        ("--metrics-listen", "127.0.0.1:9090"),
+    ] {
+        if !gives(&[flag]) {
+            command_line.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    command_line.extend(host_args.iter().cloned());
+    command_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command_line(host_args: &[&str]) -> String {
+        let host_args: Vec<String> = host_args.iter().map(|arg| arg.to_string()).collect();
+        host_command_line(&host_args).join(" ")
+    }
+
+    #[test]
+    fn defaults_apply_unless_the_user_gives_the_same_flag() {
+        let defaults = "spin.toml --listen 127.0.0.1:3000 --metrics-listen 127.0.0.1:9090";
+        assert_eq!(command_line(&[]), defaults);
+        assert_eq!(
+            command_line(&["--request-timeout", "2s"]),
+            format!("{defaults} --request-timeout 2s")
+        );
+        assert_eq!(
+            command_line(&["--listen", "127.0.0.1:0"]),
+            "spin.toml --metrics-listen 127.0.0.1:9090 --listen 127.0.0.1:0"
+        );
+        assert_eq!(
+            command_line(&["--metrics-listen=127.0.0.1:0", "-f", "x.toml"]),
+            "--listen 127.0.0.1:3000 --metrics-listen=127.0.0.1:0 -f x.toml"
+        );
+        assert_eq!(
+            command_line(&["other.toml"]),
+            "--listen 127.0.0.1:3000 --metrics-listen 127.0.0.1:9090 other.toml"
+        );
+    }
+}
