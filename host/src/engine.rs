@@ -13,6 +13,11 @@ use wasmtime::{
 /// busy instance cannot hold a worker thread, and a deadline is noticed within a tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Per slot, how much of a linear memory or table is reset in place and stays resident.
+const KEEP_RESIDENT_BYTES: usize = 4 << 20;
+/// Per slot, how much of an async stack stays resident.
+const STACK_KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
 /// Limits of the instance pool.
 #[derive(Debug, Clone)]
 pub struct PoolLimits {
@@ -37,6 +42,15 @@ pub fn build(limits: &PoolLimits) -> anyhow::Result<Engine> {
     pool.total_tables(n.saturating_mul(4));
     pool.total_stacks(n);
     pool.max_memory_size(limits.max_memory_bytes);
+    // Reset a returning slot's memory with `memset` over the pages the instance touched (found
+    // with Linux's PAGEMAP_SCAN, kernel 6.7+) instead of `madvise`: unmapping pages costs a TLB
+    // shootdown on every core and a page fault on the next use, which measured as a quarter of
+    // the CPU per request and a third of the throughput. On older kernels `Auto` falls back to
+    // `memset` of the lowest pages plus `madvise` for the rest.
+    pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+    pool.table_keep_resident(KEEP_RESIDENT_BYTES);
+    pool.async_stack_keep_resident(STACK_KEEP_RESIDENT_BYTES);
+    pool.pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
     if let Some(dir) = cache_dir() {
