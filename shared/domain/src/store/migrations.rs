@@ -23,6 +23,17 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "api_tokens",
         statements: &[API_TOKENS_TABLE],
     },
+    Migration {
+        name: "registry",
+        statements: &[
+            DEVICE_TEMPLATES_TABLE,
+            DEVICES_TABLE,
+            DEVICES_BY_TEMPLATE,
+            DEVICE_GROUPS_TABLE,
+            ENROLLMENT_GROUPS_TABLE,
+            AUDIT_LOG_TABLE,
+        ],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -36,6 +47,78 @@ const API_TOKENS_TABLE: &str = "CREATE TABLE api_tokens (\
      expiry INTEGER NOT NULL, \
      roles TEXT NOT NULL, \
      created_at INTEGER NOT NULL)";
+
+// The registry (issue 3). Times are Unix milliseconds; JSON columns hold JSON text, never
+// invalid JSON (device-group filters run `json_extract` over `cloud_properties` and `reported`).
+// Foreign keys are not declared: SQLite leaves them off by default, and the rules they would
+// express (a template in use cannot be deleted) are checked by the domain, with a clear error.
+
+/// Published device templates, keyed by their DTMI; `capability_model` is the DTDL as sent.
+const DEVICE_TEMPLATES_TABLE: &str = "CREATE TABLE device_templates (\
+     id TEXT PRIMARY KEY, \
+     etag TEXT NOT NULL, \
+     display_name TEXT, \
+     description TEXT, \
+     types TEXT NOT NULL, \
+     capability_model TEXT NOT NULL, \
+     created_at INTEGER NOT NULL, \
+     updated_at INTEGER NOT NULL)";
+
+/// Devices. `template` is NULL for an unassigned device; `primary_key`/`secondary_key` hold
+/// the individual symmetric-key attestation (NULL when the device has none).
+const DEVICES_TABLE: &str = "CREATE TABLE devices (\
+     id TEXT PRIMARY KEY, \
+     etag TEXT NOT NULL, \
+     display_name TEXT NOT NULL, \
+     template TEXT, \
+     enabled INTEGER NOT NULL, \
+     provisioned INTEGER NOT NULL, \
+     simulated INTEGER NOT NULL, \
+     organization TEXT, \
+     cloud_properties TEXT NOT NULL DEFAULT '{}', \
+     reported TEXT NOT NULL DEFAULT '{}', \
+     primary_key TEXT, \
+     secondary_key TEXT, \
+     created_at INTEGER NOT NULL, \
+     updated_at INTEGER NOT NULL)";
+
+/// "Is this template in use?" and "devices of a template" read only that template's devices.
+const DEVICES_BY_TEMPLATE: &str = "CREATE INDEX devices_by_template ON devices (template, id)";
+
+/// Device groups: `filter` is the IoT Central query (`SELECT * FROM devices WHERE ...`).
+const DEVICE_GROUPS_TABLE: &str = "CREATE TABLE device_groups (\
+     id TEXT PRIMARY KEY, \
+     etag TEXT NOT NULL, \
+     display_name TEXT NOT NULL, \
+     description TEXT, \
+     filter TEXT NOT NULL, \
+     organization TEXT, \
+     created_at INTEGER NOT NULL, \
+     updated_at INTEGER NOT NULL)";
+
+/// Enrollment groups with symmetric-key attestation (IoT Central's `iot` type).
+const ENROLLMENT_GROUPS_TABLE: &str = "CREATE TABLE enrollment_groups (\
+     id TEXT PRIMARY KEY, \
+     etag TEXT NOT NULL, \
+     display_name TEXT NOT NULL, \
+     enabled INTEGER NOT NULL, \
+     type TEXT NOT NULL, \
+     primary_key TEXT NOT NULL, \
+     secondary_key TEXT NOT NULL, \
+     auto_approve INTEGER NOT NULL DEFAULT 1, \
+     created_at INTEGER NOT NULL, \
+     updated_at INTEGER NOT NULL)";
+
+/// Who changed what, when: one row per create, update and delete, in order (`seq`), for the
+/// export issue to publish.
+const AUDIT_LOG_TABLE: &str = "CREATE TABLE audit_log (\
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     at INTEGER NOT NULL, \
+     actor TEXT NOT NULL, \
+     action TEXT NOT NULL, \
+     resource_type TEXT NOT NULL, \
+     resource_id TEXT NOT NULL, \
+     detail TEXT)";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);
