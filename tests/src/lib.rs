@@ -339,6 +339,17 @@ impl TestHost {
         self.request("POST", path_and_query, body.as_ref())
     }
 
+    /// A request with extra headers (`Authorization`, `Content-Type`, `If-Match`...).
+    pub fn request_with_headers(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
+        send_with_headers(&self.agent, method, &self.url(path_and_query), headers, body)
+    }
+
     pub fn request(&self, method: &str, path_and_query: &str, body: &[u8]) -> HttpResponse {
         send(&self.agent, method, &self.url(path_and_query), body)
     }
@@ -518,11 +529,15 @@ fn http_agent() -> ureq::Agent {
 }
 
 fn send(agent: &ureq::Agent, method: &str, url: &str, body: &[u8]) -> HttpResponse {
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(body.to_vec())
-        .expect("a valid request");
+    send_with_headers(agent, method, url, &[], body)
+}
+
+fn send_with_headers(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(body.to_vec()).expect("a valid request");
     let mut response = agent
         .run(request)
         .unwrap_or_else(|error| panic!("{method} {url} failed at the transport level: {error}"));

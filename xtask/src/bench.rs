@@ -1,5 +1,6 @@
-//! `cargo xtask bench [NAME]`: the benchmark list, and what every benchmark shares: running the
-//! load generator, taking medians over repeats, and printing a table.
+//! `cargo xtask bench [NAME]`: the benchmark list, and what every benchmark shares: a scratch
+//! directory, starting gyre-host on a free port, running the load generator, taking medians over
+//! repeats, and printing a table.
 //!
 //! Each benchmark is one module under `bench/` with a `run(&Project, &BenchFlags)`, listed in
 //! `BENCHES`. A benchmark starts its own processes as `process::Supervised` children (stopped by
@@ -7,15 +8,19 @@
 //! every error path does not skew the numbers.
 
 mod host;
+mod registry;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use crate::flags::BenchFlags;
-use crate::process::Supervised;
+use crate::process::{self, Supervised};
 use crate::project::Project;
 
 struct Bench {
@@ -26,14 +31,25 @@ struct Bench {
 
 /// Every benchmark. Planned next, one module each: `ingest` (MQTT publishes through the bridge
 /// to acknowledged, stored telemetry; msgs/s and publish-to-PUBACK latency, with a reference
-/// broker when installed), `registry` (device CRUD over the REST API), `query` (telemetry
-/// time-window queries), `commands` (direct-method round trips through the bridge).
-const BENCHES: &[Bench] = &[Bench {
-    name: "host",
-    summary: "HTTP throughput and latency of gyre-host (hello; KV set + SQLite insert), \
-              with `wasmtime serve` on hello as the reference",
-    run: host::run,
-}];
+/// broker when installed), `query` (telemetry time-window queries), `commands` (direct-method
+/// round trips through the bridge).
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "host",
+        summary: "HTTP throughput and latency of gyre-host (hello; KV set + SQLite insert), \
+                  with `wasmtime serve` on hello as the reference",
+        run: host::run,
+    },
+    Bench {
+        name: "registry",
+        summary: "REST latency and throughput with 100,000 devices: get-device (also at a \
+                  fixed 1,000 req/s), a page of the device list, a device group's members",
+        run: registry::run,
+    },
+];
+
+/// How long a server may take to compile its components and start listening.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<ExitCode> {
     let Some(target) = bench_flags.target.as_deref() else {
@@ -70,9 +86,28 @@ struct Measurement {
 /// What to load: an URL, and how hard.
 struct Load<'a> {
     url: &'a str,
+    /// `Name: value` headers sent with every request.
+    headers: &'a [String],
     connections: usize,
     duration: Duration,
     warmup: Duration,
+    /// Open loop at this many requests per second in all; `None`: closed loop (as fast as the
+    /// server answers).
+    rate: Option<u32>,
+}
+
+impl<'a> Load<'a> {
+    /// A closed-loop load of `url` sized by the command line.
+    fn closed_loop(url: &'a str, bench_flags: &BenchFlags) -> Load<'a> {
+        Load {
+            url,
+            headers: &[],
+            connections: bench_flags.connections,
+            duration: bench_flags.duration,
+            warmup: bench_flags.warmup,
+            rate: None,
+        }
+    }
 }
 
 /// Runs gyre-loadgen once; its stderr passes through, its JSON line is parsed.
@@ -85,6 +120,12 @@ fn run_loadgen(project: &Project, load: &Load) -> anyhow::Result<Measurement> {
         .args(["--warmup", &format!("{}ms", load.warmup.as_millis())])
         .env_remove("RUST_BACKTRACE")
         .stdout(Stdio::piped());
+    for header in load.headers {
+        command.args(["--header", header]);
+    }
+    if let Some(rate) = load.rate {
+        command.args(["--rate", &rate.to_string()]);
+    }
     let mut loadgen = Supervised::spawn("gyre-loadgen", &mut command)?;
     let mut stdout = String::new();
     if let Some(mut pipe) = loadgen.child_mut().stdout.take() {
@@ -110,6 +151,125 @@ fn run_loadgen(project: &Project, load: &Load) -> anyhow::Result<Measurement> {
         p50_ms: field("p50_ms")?,
         p99_ms: field("p99_ms")?,
     })
+}
+
+/// Runs `load` `bench_flags.repeat` times, logging each run, and returns the medians.
+fn measure(
+    project: &Project,
+    bench_flags: &BenchFlags,
+    case: &str,
+    load: &Load,
+) -> anyhow::Result<Measurement> {
+    let mut measurements = Vec::with_capacity(bench_flags.repeat);
+    for repeat_idx in 0..bench_flags.repeat {
+        if process::interrupted() {
+            bail!("interrupted");
+        }
+        let measurement = run_loadgen(project, load)?;
+        eprintln!(
+            "xtask: {case} run {}/{}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+            repeat_idx + 1,
+            bench_flags.repeat,
+            measurement.rps,
+            measurement.p50_ms,
+            measurement.p99_ms
+        );
+        measurements.push(measurement);
+    }
+    Ok(summarize(&measurements))
+}
+
+/// Starts gyre-host on port 0 and reads the address from its `Serving http://...` line.
+/// `configure` adds the manifest, `--state-dir` and whatever else the benchmark needs; stderr
+/// goes to `log_path`.
+fn start_gyre_host(
+    project: &Project,
+    log_path: &Path,
+    configure: impl FnOnce(&mut Command),
+) -> anyhow::Result<(Supervised, SocketAddr)> {
+    let log = std::fs::File::create(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut command = Command::new(project.release_binary("gyre-host"));
+    configure(&mut command);
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let mut host = Supervised::spawn("gyre-host", &mut command)?;
+    let stdout = host
+        .child_mut()
+        .stdout
+        .take()
+        .context("gyre-host stdout was not captured")?;
+
+    // A thread reads stdout for the whole life of the host, so the pipe never fills up.
+    let (addr_sender, addr_receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.trim().strip_prefix("Serving http://") {
+                let _ = addr_sender.send(addr.trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        match addr_receiver.recv_timeout(Duration::from_millis(100)) {
+            Ok(addr) => {
+                let addr = addr
+                    .parse()
+                    .with_context(|| format!("gyre-host announced `{addr}`"))?;
+                return Ok((host, addr));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                if let Some(status) = host.try_wait()? {
+                    bail!(
+                        "gyre-host exited ({status}) before serving:\n{}",
+                        log_tail(log_path)
+                    );
+                }
+            }
+            Err(_) => bail!(
+                "gyre-host did not print `Serving http://...`:\n{}",
+                log_tail(log_path)
+            ),
+        }
+    }
+}
+
+/// The last lines of a server's log, for an error message (the log itself is in the scratch
+/// directory, which is removed).
+fn log_tail(log_path: &Path) -> String {
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// A temporary directory removed on drop.
+struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// `<tmp>/gyre-bench-<bench_name>-<pid>`, emptied if a previous run left it behind.
+    fn create(bench_name: &str) -> anyhow::Result<ScratchDir> {
+        let path =
+            std::env::temp_dir().join(format!("gyre-bench-{bench_name}-{}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("clearing {}", path.display()))?;
+        }
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir { path })
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("xtask: could not remove {}: {err}", self.path.display());
+        }
+    }
 }
 
 /// The number after `"name":` in a flat JSON object of numbers (gyre-loadgen's output).

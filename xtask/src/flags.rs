@@ -16,13 +16,16 @@ Tasks:
   test                    build, then unit tests and end-to-end tests (release profile)
   bench                   list the benchmarks
   bench host [OPTIONS]    HTTP throughput of gyre-host, with `wasmtime serve` as the reference
+  bench registry [OPTIONS]
+                          REST latency and throughput of the registry with 100,000 devices
 
-Options of `bench host`:
+Options of `bench host` and `bench registry`:
   --repeat N              measurements per case; the table shows medians (default 3)
   --duration D            measured time per run, e.g. 10s (default 10s)
   --warmup D              unmeasured time before each run (default 2s)
   --connections N         keep-alive connections of the load generator (default 16)
-  --no-reference          skip the `wasmtime serve` reference (and its installation)
+  --no-reference          `bench host` only: skip the `wasmtime serve` reference (and its
+                          installation)
 ";
 
 /// What the user asked for.

@@ -11,6 +11,7 @@
 //! it compiles in seconds on a cold checkout; HTTP load comes from the `gyre-loadgen` binary.
 
 mod bench;
+mod bootstrap;
 mod build;
 mod flags;
 mod process;

@@ -29,13 +29,10 @@ struct Tally {
 pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
     build::run(project)?;
 
-    let domain_manifest = std::fs::read_to_string(project.path("shared/domain/Cargo.toml"))
-        .context("reading shared/domain/Cargo.toml")?;
+    // gyre-domain's tests run its SQL on rusqlite: its dev-dependency on itself turns the
+    // `rusqlite` feature on, so no flag is needed here.
     let mut domain = project.cargo();
-    domain.args(["test", "--release", "-p", "gyre-domain"]);
-    if let Some(feature) = domain_storage_feature(&domain_manifest) {
-        domain.args(["--features", feature]);
-    }
+    domain.args(["test", "--release", "-p", "gyre-domain", "-p", "gyre-component"]);
     let mut host_and_tools = project.cargo();
     host_and_tools.args(["test", "--release"]);
     host_and_tools.args(["-p", "gyre-host", "-p", "xtask", "-p", "gyre-loadgen"]);
@@ -43,7 +40,7 @@ pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
     end_to_end.args(["test", "--release", "-p", "gyre-tests"]);
     let steps = [
         Step {
-            name: "unit tests: gyre-domain",
+            name: "unit tests: gyre-domain, gyre-component",
             command: domain,
         },
         Step {
@@ -85,29 +82,6 @@ pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
-}
-
-/// The feature that gives gyre-domain's store its native SQLite backend for tests, if the crate
-/// has one: an explicit `rusqlite` feature, or an optional `rusqlite` dependency.
-fn domain_storage_feature(manifest: &str) -> Option<&'static str> {
-    let mut section = "";
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line;
-            continue;
-        }
-        let is_rusqlite_key = line
-            .split_once('=')
-            .is_some_and(|(key, _)| key.trim().trim_matches('"') == "rusqlite");
-        match section {
-            "[features]" if is_rusqlite_key => return Some("rusqlite"),
-            "[dependencies]" if is_rusqlite_key && line.contains("optional = true") => {
-                return Some("rusqlite")
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Runs a `cargo test`, echoing its stdout while counting libtest's summary lines.
@@ -190,17 +164,5 @@ mod tests {
             })
         );
         assert_eq!(parse_test_result("running 12 tests"), None);
-    }
-
-    #[test]
-    fn domain_feature_is_found_explicit_or_as_optional_dependency() {
-        let explicit =
-            "[package]\nname = \"gyre-domain\"\n\n[features]\nrusqlite = [\"dep:rusqlite\"]\n";
-        assert_eq!(domain_storage_feature(explicit), Some("rusqlite"));
-        let optional = "[dependencies]\nrusqlite = { workspace = true, optional = true }\n";
-        assert_eq!(domain_storage_feature(optional), Some("rusqlite"));
-        let plain =
-            "[dependencies]\nrusqlite.workspace = true\n[dev-dependencies]\nrusqlite = \"0.37\"\n";
-        assert_eq!(domain_storage_feature(plain), None);
     }
 }

@@ -9,6 +9,7 @@
 
 use std::process::{Command, ExitCode};
 
+use crate::bootstrap;
 use crate::build;
 use crate::process::{self, Supervised};
 use crate::project::Project;
@@ -17,11 +18,30 @@ pub fn run(project: &Project, host_args: &[String]) -> anyhow::Result<ExitCode> 
     build::native(project)?;
     build::components(project, build::APP_COMPONENTS)?;
 
+    let command_line = host_command_line(host_args);
+    let state_dir = flag_value(&command_line, "--state-dir")
+        .map(|dir| project.root.join(dir))
+        .unwrap_or_else(|| project.path(".spin"));
+    let secret = match std::env::var("SPIN_VARIABLE_INTERNAL_SECRET") {
+        Ok(secret) => secret,
+        Err(_) => bootstrap::internal_secret(&state_dir)?,
+    };
     let mut command = Command::new(project.release_binary("gyre-host"));
     command
         .current_dir(&project.root)
-        .args(host_command_line(host_args));
+        .env("SPIN_VARIABLE_INTERNAL_SECRET", &secret)
+        .args(&command_line);
     let mut host = Supervised::spawn("gyre-host", &mut command)?;
+    let listen = flag_value(&command_line, "--listen").unwrap_or("127.0.0.1:3000");
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => {
+            let host_running = || matches!(host.try_wait(), Ok(None));
+            if let Err(err) = bootstrap::administrator_token(addr, &state_dir, &secret, host_running) {
+                eprintln!("xtask: could not bootstrap the administrator token: {err:#}");
+            }
+        }
+        _ => eprintln!("xtask: --listen {listen} names no fixed address; skipping the token bootstrap"),
+    }
 
     // TODO(bridge): once gyre-ingest-bridge has its command line, start it here as a second
     // `Supervised` child pointed at the host's listen address, wait for whichever exits first,
@@ -32,6 +52,17 @@ pub fn run(project: &Project, host_args: &[String]) -> anyhow::Result<ExitCode> 
         eprintln!("xtask: gyre-host exited with {status}");
     }
     Ok(ExitCode::from(process::exit_code(status)))
+}
+
+/// The value of `--flag value` or `--flag=value` in a command line.
+fn flag_value<'a>(command_line: &'a [String], flag: &str) -> Option<&'a str> {
+    command_line.iter().enumerate().find_map(|(idx, arg)| {
+        if arg == flag {
+            command_line.get(idx + 1).map(String::as_str)
+        } else {
+            arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('='))
+        }
+    })
 }
 
 /// The dev defaults, minus those `host_args` override, followed by `host_args`.

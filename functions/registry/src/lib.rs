@@ -1,5 +1,10 @@
-//! The registry component: devices, templates and provisioning under `/api/...` (see
-//! `spin.toml`). For now it serves only `GET /api/health`.
+//! The registry component: IoT Central's management plane under `/api/...` (devices, device
+//! templates, device groups, enrollment groups, API tokens, roles, the OpenAPI document,
+//! health) and the registry's `/internal/registry/...` endpoints (see `spin.toml`).
+//!
+//! Every `/api` route is wrapped in `gyre_component::authorized`, which checks the caller's API
+//! token against gyre-domain's permission table before the handler runs; `/internal` routes
+//! take the internal secret instead (`gyre_component::internal`).
 //!
 //! Handlers parse, call gyre-domain, and map the result; no SQL and no business rule lives
 //! here. The query string (IoT Central's `api-version`) is accepted and ignored: the router
@@ -10,6 +15,15 @@ use gyre_component::{
 };
 use gyre_domain::{api as wire, store};
 use spin_sdk::http::{Params, Request, Response, Router};
+
+mod api_tokens;
+mod bootstrap;
+mod device_groups;
+mod device_templates;
+mod devices;
+mod enrollment_groups;
+mod openapi;
+mod roles;
 
 #[spin_sdk::http_component]
 fn handle_registry(request: Request) -> Response {
@@ -22,6 +36,14 @@ fn routes() -> Router {
     let mut router = Router::new();
     router.get("/api/health", api(health));
     router.any("/api/health", api(method_not_allowed));
+    devices::routes(&mut router);
+    device_templates::routes(&mut router);
+    device_groups::routes(&mut router);
+    enrollment_groups::routes(&mut router);
+    api_tokens::routes(&mut router);
+    roles::routes(&mut router);
+    openapi::routes(&mut router);
+    bootstrap::routes(&mut router);
     router.any("/*", api(route_not_found));
     router
 }

@@ -15,6 +15,20 @@ pub enum ApiError {
     BadRequest { message: String },
     #[error("{message}")]
     NotFound { message: String },
+    /// The token is missing, malformed, unknown, revoked, expired or forged; `reason` is for the
+    /// log only: every case answers the same to the caller.
+    #[error("a valid API token is required in the Authorization header")]
+    Unauthorized { reason: &'static str },
+    #[error("{message}")]
+    Forbidden { message: String },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error("{message}")]
+    PreconditionFailed { message: String },
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("content type `{content_type}` is not supported: send application/json")]
+    UnsupportedMediaType { content_type: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error("storage failed")]
@@ -28,6 +42,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => 400,
             ApiError::NotFound { .. } => 404,
+            ApiError::Unauthorized { .. } => 401,
+            ApiError::Forbidden { .. } => 403,
+            ApiError::Conflict { .. } => 409,
+            ApiError::PreconditionFailed { .. } => 412,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Store(_) | ApiError::Unexpected(_) => 500,
         }
@@ -38,6 +58,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => "BadRequest",
             ApiError::NotFound { .. } => "NotFound",
+            ApiError::Unauthorized { .. } => "Unauthorized",
+            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::PreconditionFailed { .. } => "PreconditionFailed",
+            ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
+            ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::Store(_) | ApiError::Unexpected(_) => "InternalServerError",
         }

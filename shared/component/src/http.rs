@@ -19,9 +19,17 @@ pub fn api<H>(handler: H) -> impl Fn(Request, Params) -> Response + 'static
 where
     H: Fn(Request, Params) -> Result<Response, ApiError> + 'static,
 {
+    api_with_id(move |_request_id, request, params| handler(request, params))
+}
+
+/// [`api`] for handlers that need the request id the response will carry.
+pub(crate) fn api_with_id<H>(handler: H) -> impl Fn(Request, Params) -> Response + 'static
+where
+    H: Fn(&RequestId, Request, Params) -> Result<Response, ApiError> + 'static,
+{
     move |request, params| {
         let request_id = request_id(&request);
-        let mut response = match handler(request, params) {
+        let mut response = match handler(&request_id, request, params) {
             Ok(response) => response,
             Err(error) => {
                 if error.is_unexpected() {

@@ -12,10 +12,17 @@
 //! schema; that is gyre-domain's job. Only the Spin interfaces our hosts implement are used:
 //! `spin_sdk::{http, sqlite, key_value, variables}`.
 
+mod context;
 mod error;
 mod http;
+mod rest;
 mod sql;
 
+pub use context::{authorized, internal, random_bytes, Caller, Ctx};
 pub use error::ApiError;
 pub use http::{api, json_response, method_not_allowed, now, request_id, route_not_found};
+pub use rest::{
+    check_if_match, collection, merge_patch, no_content, page_request, query_param, read_json,
+    read_merge_patch, PageRequest, DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_PAGE_SIZE,
+};
 pub use sql::SpinSql;

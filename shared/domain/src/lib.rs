@@ -12,7 +12,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod device;
 pub mod dtdl;
+pub mod enrollment;
+pub mod group;
 pub mod query;
 pub mod store;
+pub mod template;
 pub mod time;

@@ -1,17 +1,26 @@
 //! The load itself: `connections` tasks, each owning one keep-alive HTTP/1.1 connection and
-//! sending requests back to back, then one merged `Report`.
+//! sending requests back to back (closed loop) or on a fixed schedule (open loop, `rate`), then
+//! one merged `Report`.
 //!
 //! Time is bounded: every connect, request and body read races the end of the run, so a server
 //! that hangs cannot hang the generator. A response counts when it completes inside the measured
 //! window (after the warm-up, before the end); requests cut off by the end are not counted.
 //! Transport failures of a request count as `errors` and the connection is re-established after
 //! a short pause; answers outside 2xx count as `non_2xx` (and as requests, with their latency).
+//!
+//! Open loop: connection `i` of `n` sends at `start + i/rate + k*n/rate`, so the whole run sends
+//! `rate` requests per second, evenly spaced. A connection carries one request at a time, so a
+//! request whose predecessor answered late goes out late; its latency then counts from its
+//! scheduled time, which is what a client on that schedule would have waited (no coordinated
+//! omission). A request sent on time counts from when it was sent. The timer ticks in
+//! milliseconds, so a schedule is exact only while each connection's gap (`connections / rate`)
+//! is well above that.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::{header, Method, Request};
+use http::{header, HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -28,6 +37,10 @@ pub struct Config {
     pub warmup: Duration,
     pub method: Method,
     pub body: Bytes,
+    /// Sent with every request, after `Host`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Requests per second over all connections (open loop); `None`: closed loop.
+    pub rate: Option<u64>,
 }
 
 /// What one connection (and, merged, the whole run) observed inside the measured window.
@@ -46,15 +59,16 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
 pub async fn run(config: Config) -> anyhow::Result<Report> {
     let started_at = Instant::now();
     let window = Window {
+        start: started_at,
         measure_from: started_at + config.warmup,
         stop_at: started_at + config.warmup + config.duration,
     };
     let config = std::sync::Arc::new(config);
     let mut tasks = Vec::with_capacity(config.connections);
-    for _ in 0..config.connections {
+    for connection_idx in 0..config.connections {
         let config = config.clone();
         tasks.push(tokio::spawn(async move {
-            drive_connection(&config, window).await
+            drive_connection(&config, window, connection_idx).await
         }));
     }
     let mut total = Report::empty();
@@ -68,6 +82,8 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
 
 #[derive(Clone, Copy)]
 struct Window {
+    /// When the run started: the origin of the open-loop schedule.
+    start: Instant,
     measure_from: Instant,
     stop_at: Instant,
 }
@@ -78,8 +94,34 @@ impl Window {
     }
 }
 
-async fn drive_connection(config: &Config, window: Window) -> Report {
+/// When this connection sends its requests in open loop: the next slot, and the gap between two.
+struct Schedule {
+    next_at: Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    fn new(rate: u64, connections: usize, connection_idx: usize, start: Instant) -> Schedule {
+        let rate = rate as f64;
+        Schedule {
+            next_at: start + Duration::from_secs_f64(connection_idx as f64 / rate),
+            interval: Duration::from_secs_f64(connections as f64 / rate),
+        }
+    }
+
+    /// The slot of the next request; moves the schedule on by one.
+    fn take(&mut self) -> Instant {
+        let slot = self.next_at;
+        self.next_at += self.interval;
+        slot
+    }
+}
+
+async fn drive_connection(config: &Config, window: Window, connection_idx: usize) -> Report {
     let mut report = Report::empty();
+    let mut schedule = config
+        .rate
+        .map(|rate| Schedule::new(rate, config.connections, connection_idx, window.start));
     while Instant::now() < window.stop_at {
         let mut sender = match connect(&config.target, window.stop_at).await {
             Ok(sender) => sender,
@@ -99,13 +141,35 @@ async fn drive_connection(config: &Config, window: Window) -> Report {
                 Ok(Err(_closed)) => break,
                 Ok(Ok(())) => {}
             }
-            let request = Request::builder()
+            // Open loop: the latency of a request sent late because the previous answer came
+            // late counts from its slot. One sent on time counts from when the timer woke, so
+            // the timer's lag (tokio's timer ticks in milliseconds) is not charged to the server.
+            let late_from = match &mut schedule {
+                Some(schedule) => {
+                    let slot = schedule.take();
+                    if slot >= window.stop_at {
+                        return report;
+                    }
+                    if Instant::now() < slot {
+                        tokio::time::sleep_until(slot).await;
+                        None
+                    } else {
+                        Some(slot)
+                    }
+                }
+                None => None,
+            };
+            let mut request = Request::builder()
                 .method(config.method.clone())
                 .uri(config.target.path_and_query.as_str())
-                .header(header::HOST, config.target.authority.as_str())
+                .header(header::HOST, config.target.authority.as_str());
+            for (name, value) in &config.headers {
+                request = request.header(name, value);
+            }
+            let request = request
                 .body(Full::new(config.body.clone()))
-                .expect("method, origin-form path and host were validated when parsing");
-            let sent_at = Instant::now();
+                .expect("method, origin-form path, host and headers were validated when parsing");
+            let sent_at = late_from.unwrap_or_else(Instant::now);
             let exchange = async {
                 let response = sender.send_request(request).await?;
                 let status = response.status();
@@ -202,5 +266,28 @@ impl Report {
             millis(self.latencies.value_at_quantile(0.99)),
             millis(self.latencies.max()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_loop_schedule_spreads_the_rate_evenly_over_connections() {
+        let start = Instant::now();
+        let mut slots: Vec<Duration> = (0..4)
+            .flat_map(|connection_idx| {
+                let mut schedule = Schedule::new(1000, 4, connection_idx, start);
+                (0..3).map(move |_| schedule.take() - start)
+            })
+            .collect();
+        slots.sort();
+        let expected: Vec<Duration> = (0..12).map(Duration::from_millis).collect();
+        let close = slots
+            .iter()
+            .zip(&expected)
+            .all(|(slot, expected)| slot.abs_diff(*expected) < Duration::from_micros(1));
+        assert!(close, "{slots:?}");
     }
 }

@@ -11,26 +11,24 @@
 //! The app lives in a fresh temporary directory (manifest and state), removed afterwards.
 //! The load generator and the servers share this machine's cores; compare ratios, not absolutes.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{print_table, run_loadgen, summarize, Load, Measurement};
+use super::{
+    log_tail, measure, print_table, start_gyre_host, Load, Measurement, ScratchDir, STARTUP_TIMEOUT,
+};
 use crate::build;
 use crate::flags::BenchFlags;
-use crate::process::{self, Supervised};
+use crate::process::Supervised;
 use crate::project::{self, Project};
 
 /// The wasmtime version the host links (workspace Cargo.toml), so the reference runs the same
 /// engine release.
 const WASMTIME_VERSION: &str = "48.0.8";
-/// How long a server may take to compile its components and start listening.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     build::run(project)?;
@@ -45,20 +43,31 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     };
 
     // Declared before the servers, so it is removed after they are stopped.
-    let scratch = ScratchDir::create()?;
+    let scratch = ScratchDir::create("host")?;
     let manifest = scratch.path.join("spin.toml");
     std::fs::write(&manifest, bench_manifest(&hello_wasm, &probe_wasm))
         .with_context(|| format!("writing {}", manifest.display()))?;
 
     let mut rows: Vec<(String, Measurement)> = Vec::new();
     {
-        let (mut host, addr) = start_gyre_host(project, &manifest, &scratch.path)?;
+        let (mut host, addr) =
+            start_gyre_host(project, &scratch.path.join("gyre-host.log"), |command| {
+                command
+                    .arg(&manifest)
+                    .arg("--state-dir")
+                    .arg(scratch.path.join(".spin"));
+            })?;
         for (case, path) in [
             ("gyre-host  /hello", "/hello"),
             ("gyre-host  /probe?op=work (KV+SQLite)", "/probe?op=work"),
         ] {
             let url = format!("http://{addr}{path}");
-            let summary = measure(project, bench_flags, case, &url)?;
+            let summary = measure(
+                project,
+                bench_flags,
+                case,
+                &Load::closed_loop(&url, bench_flags),
+            )?;
             rows.push((case.to_string(), summary));
         }
         host.stop(Duration::from_secs(10))?;
@@ -66,7 +75,13 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     if let Some(wasmtime) = &wasmtime {
         let (mut server, addr) = start_wasmtime_serve(wasmtime, &hello_wasm, &scratch.path)?;
         let case = "wasmtime serve  /hello";
-        let summary = measure(project, bench_flags, case, &format!("http://{addr}/hello"))?;
+        let url = format!("http://{addr}/hello");
+        let summary = measure(
+            project,
+            bench_flags,
+            case,
+            &Load::closed_loop(&url, bench_flags),
+        )?;
         rows.push((case.to_string(), summary));
         server.stop(Duration::from_secs(10))?;
     }
@@ -98,37 +113,6 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(
-    project: &Project,
-    bench_flags: &BenchFlags,
-    case: &str,
-    url: &str,
-) -> anyhow::Result<Measurement> {
-    let load = Load {
-        url,
-        connections: bench_flags.connections,
-        duration: bench_flags.duration,
-        warmup: bench_flags.warmup,
-    };
-    let mut measurements = Vec::with_capacity(bench_flags.repeat);
-    for repeat_idx in 0..bench_flags.repeat {
-        if process::interrupted() {
-            bail!("interrupted");
-        }
-        let measurement = run_loadgen(project, &load)?;
-        eprintln!(
-            "xtask: {case} run {}/{}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
-            repeat_idx + 1,
-            bench_flags.repeat,
-            measurement.rps,
-            measurement.p50_ms,
-            measurement.p99_ms
-        );
-        measurements.push(measurement);
-    }
-    Ok(summarize(&measurements))
-}
-
 fn bench_manifest(hello_wasm: &Path, probe_wasm: &Path) -> String {
     // `{:?}` quotes and escapes the paths the way TOML basic strings expect.
     format!(
@@ -157,64 +141,6 @@ sqlite_databases = ["default"]
         hello = hello_wasm.display().to_string(),
         probe = probe_wasm.display().to_string(),
     )
-}
-
-/// Starts gyre-host on port 0 and reads the address from its `Serving http://...` line.
-fn start_gyre_host(
-    project: &Project,
-    manifest: &Path,
-    scratch: &Path,
-) -> anyhow::Result<(Supervised, SocketAddr)> {
-    let log_path = scratch.join("gyre-host.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut command = Command::new(project.release_binary("gyre-host"));
-    command
-        .arg(manifest)
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--state-dir")
-        .arg(scratch.join(".spin"))
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::piped())
-        .stderr(log);
-    let mut host = Supervised::spawn("gyre-host", &mut command)?;
-    let stdout = host
-        .child_mut()
-        .stdout
-        .take()
-        .context("gyre-host stdout was not captured")?;
-
-    // A thread reads stdout for the whole life of the host, so the pipe never fills up.
-    let (addr_sender, addr_receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.trim().strip_prefix("Serving http://") {
-                let _ = addr_sender.send(addr.trim_end_matches('/').to_string());
-            }
-        }
-    });
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        match addr_receiver.recv_timeout(Duration::from_millis(100)) {
-            Ok(addr) => {
-                let addr = addr
-                    .parse()
-                    .with_context(|| format!("gyre-host announced `{addr}`"))?;
-                return Ok((host, addr));
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                if let Some(status) = host.try_wait()? {
-                    bail!(
-                        "gyre-host exited ({status}) before serving:\n{}",
-                        log_tail(&log_path)
-                    );
-                }
-            }
-            Err(_) => bail!(
-                "gyre-host did not print `Serving http://...`:\n{}",
-                log_tail(&log_path)
-            ),
-        }
-    }
 }
 
 /// Starts `wasmtime serve` on a free port and waits until it accepts connections.
@@ -319,37 +245,4 @@ fn ensure_wasmtime(project: &Project) -> anyhow::Result<PathBuf> {
         }
     }
     bail!("installed wasmtime-cli {WASMTIME_VERSION} but cannot find it in PATH or cargo's bin directory")
-}
-
-/// The last lines of a server's log, for an error message (the log itself is in the scratch
-/// directory, which is removed).
-fn log_tail(log_path: &Path) -> String {
-    let log = std::fs::read_to_string(log_path).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// A temporary directory removed on drop.
-struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    fn create() -> anyhow::Result<ScratchDir> {
-        let path = std::env::temp_dir().join(format!("gyre-bench-host-{}", std::process::id()));
-        if path.exists() {
-            std::fs::remove_dir_all(&path)
-                .with_context(|| format!("clearing {}", path.display()))?;
-        }
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(ScratchDir { path })
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("xtask: could not remove {}: {err}", self.path.display());
-        }
-    }
 }

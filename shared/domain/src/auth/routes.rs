@@ -10,7 +10,6 @@
 //! - `GET /deviceGroups/{id}/devices` needs `devices.view`: it returns devices.
 //! - A device's `credentials` and `attestation` are device connectivity at instance level;
 //!   enrollment groups are device connectivity at global level.
-//! - `/devices/{id}/properties` (cloud and writable properties) follows the device permissions.
 //!
 //! Not owned here: which component serves a route (spin.toml) or how it is documented (OpenAPI).
 
@@ -135,9 +134,6 @@ pub const ROUTES: &[Route] = {
         needs(Patch,  "/api/devices/:device_id/attestation",        DeviceConnectivityManageInstance),
         needs(Delete, "/api/devices/:device_id/attestation",        DeviceConnectivityManageInstance),
         needs(Get,    "/api/devices/:device_id/credentials",        DeviceConnectivityReadInstance),
-        needs(Get,    "/api/devices/:device_id/properties",         DevicesView),
-        needs(Put,    "/api/devices/:device_id/properties",         DevicesUpdate),
-        needs(Patch,  "/api/devices/:device_id/properties",         DevicesUpdate),
         // Enrollment groups.
         needs(Get,    "/api/enrollmentGroups",                      DeviceConnectivityReadGlobal),
         needs(Get,    "/api/enrollmentGroups/:enrollment_group_id", DeviceConnectivityReadGlobal),
@@ -266,9 +262,6 @@ mod tests {
             ("PATCH",  "/api/devices/d1/attestation",     "device-connectivity.manage-instance", "ABO"),
             ("DELETE", "/api/devices/d1/attestation",     "device-connectivity.manage-instance", "ABO"),
             ("GET",    "/api/devices/d1/credentials",     "device-connectivity.read-instance",   "ABO"),
-            ("GET",    "/api/devices/d1/properties",      "devices.view",                        "ABO"),
-            ("PUT",    "/api/devices/d1/properties",      "devices.update",                      "ABO"),
-            ("PATCH",  "/api/devices/d1/properties",      "devices.update",                      "ABO"),
             ("GET",    "/api/enrollmentGroups",           "device-connectivity.read-global",     "A--"),
             ("GET",    "/api/enrollmentGroups/e1",        "device-connectivity.read-global",     "A--"),
             ("PUT",    "/api/enrollmentGroups/e1",        "device-connectivity.manage-global",   "A--"),

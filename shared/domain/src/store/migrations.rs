@@ -34,6 +34,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             AUDIT_LOG_TABLE,
         ],
     },
+    Migration {
+        name: "device_approval",
+        statements: &[DEVICES_APPROVED_COLUMN, DEVICES_BY_DISPLAY_NAME],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -119,6 +123,14 @@ const AUDIT_LOG_TABLE: &str = "CREATE TABLE audit_log (\
      resource_type TEXT NOT NULL, \
      resource_id TEXT NOT NULL, \
      detail TEXT)";
+
+/// Whether an operator approved the device: a device that registered itself through an
+/// enrollment group without auto-approve waits with `approved = 0` (IoT Central's "waiting for
+/// approval"); `enabled = 0` alone is "blocked".
+const DEVICES_APPROVED_COLUMN: &str = "ALTER TABLE devices ADD COLUMN approved INTEGER NOT NULL DEFAULT 1";
+
+/// `$orderby=displayName` pages read the index in order instead of sorting every device.
+const DEVICES_BY_DISPLAY_NAME: &str = "CREATE INDEX devices_by_display_name ON devices (display_name, id)";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);

@@ -10,7 +10,13 @@
 //! choice of database label, which belong to the caller.
 
 pub mod api_tokens;
+pub mod audit;
+pub mod device_groups;
+pub mod device_templates;
+pub mod devices;
+pub mod enrollment_groups;
 mod migrations;
+pub mod settings;
 #[cfg(feature = "rusqlite")]
 mod rusqlite;
 #[cfg(all(test, feature = "rusqlite"))]

@@ -1,0 +1,228 @@
+//! IoT Central's REST conventions, once for every handler: JSON bodies (with a size limit and
+//! content-type check), JSON merge patch (RFC 7396), `If-Match`, keyset paging with `nextLink`,
+//! and query parameters.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use spin_sdk::http::{Request, Response};
+
+use crate::{json_response, ApiError};
+
+/// Largest request body a handler reads.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Page size when the caller asks for none, and the largest it may ask for.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Reads a JSON body into `T`: 415 for another content type, 413 over [`MAX_BODY_BYTES`], 400
+/// for invalid JSON or wrong types (serde's message says where).
+pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let body = checked_body(request)?;
+    serde_json::from_slice(body).map_err(|err| ApiError::BadRequest {
+        message: format!("the request body is not valid: {err}"),
+    })
+}
+
+/// Reads a merge-patch body: a JSON object.
+pub fn read_merge_patch(request: &Request) -> Result<serde_json::Value, ApiError> {
+    let patch: serde_json::Value = read_json(request)?;
+    if !patch.is_object() {
+        return Err(ApiError::BadRequest { message: "a patch must be a JSON object".into() });
+    }
+    Ok(patch)
+}
+
+fn checked_body(request: &Request) -> Result<&[u8], ApiError> {
+    let content_type = request
+        .header("content-type")
+        .and_then(|value| value.as_str())
+        .unwrap_or("application/json");
+    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media_type != "application/json" && media_type != "application/merge-patch+json" {
+        return Err(ApiError::UnsupportedMediaType { content_type: content_type.to_string() });
+    }
+    let body = request.body();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    Ok(body)
+}
+
+/// Applies an RFC 7396 merge patch: objects merge member by member, `null` removes a member,
+/// anything else replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let serde_json::Value::Object(target) = target else { return };
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+        }
+    }
+}
+
+/// Honours `If-Match`: absent or `*` passes; otherwise it must name the current etag.
+pub fn check_if_match(request: &Request, current_etag: &str) -> Result<(), ApiError> {
+    let Some(wanted) = request.header("if-match").and_then(|value| value.as_str()) else {
+        return Ok(());
+    };
+    let matches = wanted.split(',').map(str::trim).any(|tag| tag == "*" || tag == current_etag);
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed {
+            message: format!("If-Match {wanted} does not match the current etag {current_etag}"),
+        })
+    }
+}
+
+/// One page of a collection, as asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub top: usize,
+    /// The cursor: the last id of the previous page.
+    pub after: Option<String>,
+}
+
+/// Reads `$top` (or `maxpagesize`) and `$skiptoken`.
+pub fn page_request(request: &Request) -> Result<PageRequest, ApiError> {
+    let top = match query_param(request, "$top").or_else(|| query_param(request, "maxpagesize")) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(top) if (1..=MAX_PAGE_SIZE).contains(&top) => top,
+            _ => {
+                return Err(ApiError::BadRequest {
+                    message: format!("$top must be a whole number from 1 to {MAX_PAGE_SIZE}, not `{raw}`"),
+                })
+            }
+        },
+    };
+    let after = query_param(request, "$skiptoken").filter(|token| !token.is_empty());
+    Ok(PageRequest { top, after })
+}
+
+/// `{"value": [...], "nextLink": "..."}`; `nextLink` repeats the request's URL with
+/// `$skiptoken` set to `next_after`, and is left out on the last page.
+pub fn collection<T: Serialize>(request: &Request, items: &[T], next_after: Option<&str>) -> Result<Response, ApiError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Collection<'a, T> {
+        value: &'a [T],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_link: Option<String>,
+    }
+    let next_link = next_after.map(|after| next_link(request, after));
+    json_response(200, &Collection { value: items, next_link })
+}
+
+fn next_link(request: &Request, after: &str) -> String {
+    // The host sets `spin-full-url` to the URL the client called (Spin does the same).
+    let full_url = request
+        .header("spin-full-url")
+        .and_then(|value| value.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| request.uri().to_string());
+    let (base, query) = full_url.split_once('?').unwrap_or((&full_url, ""));
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("$skiptoken=") && !pair.starts_with("%24skiptoken="))
+        .map(str::to_string)
+        .collect();
+    pairs.push(format!("$skiptoken={}", percent_encode(after)));
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// A 204 with no body.
+pub fn no_content() -> Response {
+    Response::builder().status(204).build()
+}
+
+/// The percent-decoded value of query parameter `name` (`+` is a space, as in forms).
+pub fn query_param(request: &Request, name: &str) -> Option<String> {
+    request.query().split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(raw: &str) -> String {
+    fn hex(byte: u8) -> Option<u8> {
+        (byte as char).to_digit(16).map(|digit| digit as u8)
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut idx = 0;
+    while idx < bytes.len() {
+        let decoded = match bytes[idx] {
+            b'%' if idx + 2 < bytes.len() => match (hex(bytes[idx + 1]), hex(bytes[idx + 2])) {
+                (Some(high), Some(low)) => Some(high * 16 + low),
+                _ => None,
+            },
+            _ => None,
+        };
+        match (decoded, bytes[idx]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                idx += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                idx += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
+                idx += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (json!({"a": [1]}), json!({"a": [2]}), json!({"a": [2]})),
+            (json!([1]), json!({"a": 1}), json!({"a": 1})),
+            (json!({"a": 1}), json!("x"), json!("x")),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, expected, "patch {patch}");
+        }
+    }
+
+    #[test]
+    fn percent_coding_round_trips() {
+        for raw in ["plain", "a b", "x=y&z", "dtmi:com:example;1", "ünï", "%"] {
+            assert_eq!(percent_decode(&percent_encode(raw)), raw);
+        }
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("a+b"), "a b");
+    }
+}
