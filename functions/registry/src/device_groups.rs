@@ -14,12 +14,12 @@ use gyre_component::{
     read_json, read_merge_patch, ApiError, Ctx,
 };
 use gyre_domain::group::{
-    DeviceGroup, DeviceGroupDto, DeviceGroupId, GroupContent, MemberDeviceDto,
+    DeviceGroup, DeviceGroupDto, DeviceGroupId, GroupContent,
 };
-use gyre_domain::store::audit::{self, AuditAction, AuditRecord};
+use gyre_domain::store::audit::{self, AuditAction};
+use gyre_domain::device::DeviceBody;
 use gyre_domain::store::device_groups;
 use gyre_domain::store::Sql;
-use gyre_domain::time::Timestamp;
 use spin_sdk::http::{Params, Request, Response, Router};
 
 /// The audit log's name for these resources.
@@ -74,23 +74,25 @@ fn put(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiE
     let body = read_json(&request)?;
     let content = GroupContent::parse(&id, &body).map_err(bad_request)?;
     let etag = ctx.new_etag();
-    let audit = Audit::new(ctx);
+    let now = ctx.now;
+    let create_record = ctx.audit_record(AuditAction::Create, RESOURCE_TYPE, id.as_str());
+    let update_record = ctx.audit_record(AuditAction::Update, RESOURCE_TYPE, id.as_str());
     let group = ctx
         .sql
         .transaction(|sql| match device_groups::get(sql, &id)? {
             None => {
-                let group = DeviceGroup::create(id.clone(), content, etag, audit.now);
+                let group = DeviceGroup::create(id.clone(), content, etag, now);
                 // The transaction holds the write lock since the read above, so the insert cannot
                 // find the id taken.
                 device_groups::insert(sql, &group)?;
-                audit.append(sql, AuditAction::Create, &id)?;
+                audit::append(sql, &create_record)?;
                 Ok::<_, ApiError>(group)
             }
             Some(current) => {
                 check_if_match(&request, current.etag())?;
-                let group = current.replaced(content, etag, audit.now);
+                let group = current.replaced(content, etag, now);
                 device_groups::update(sql, &group)?;
-                audit.append(sql, AuditAction::Update, &id)?;
+                audit::append(sql, &update_record)?;
                 Ok(group)
             }
         })?;
@@ -103,16 +105,17 @@ fn patch(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, Ap
     let id = group_id(&params)?;
     let patch = read_merge_patch(&request)?;
     let etag = ctx.new_etag();
-    let audit = Audit::new(ctx);
+    let now = ctx.now;
+    let update_record = ctx.audit_record(AuditAction::Update, RESOURCE_TYPE, id.as_str());
     let group = ctx.sql.transaction(|sql| {
         let current = device_groups::get(sql, &id)?.ok_or_else(|| not_found(&id))?;
         check_if_match(&request, current.etag())?;
         let mut merged = DeviceGroupDto::from(&current).to_json();
         merge_patch(&mut merged, &patch);
         let content = GroupContent::parse_update(&current, &merged).map_err(bad_request)?;
-        let group = current.replaced(content, etag, audit.now);
+        let group = current.replaced(content, etag, now);
         device_groups::update(sql, &group)?;
-        audit.append(sql, AuditAction::Update, &id)?;
+        audit::append(sql, &update_record)?;
         Ok::<_, ApiError>(group)
     })?;
     json_response(200, &DeviceGroupDto::from(&group))
@@ -121,12 +124,12 @@ fn patch(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, Ap
 /// `DELETE /deviceGroups/{id}`. Devices are untouched: membership is never stored.
 fn delete(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiError> {
     let id = group_id(&params)?;
-    let audit = Audit::new(ctx);
+    let delete_record = ctx.audit_record(AuditAction::Delete, RESOURCE_TYPE, id.as_str());
     ctx.sql.transaction(|sql| {
         let current = device_groups::get(sql, &id)?.ok_or_else(|| not_found(&id))?;
         check_if_match(&request, current.etag())?;
         device_groups::delete(sql, &id)?;
-        audit.append(sql, AuditAction::Delete, &id)?;
+        audit::append(sql, &delete_record)?;
         Ok::<_, ApiError>(())
     })?;
     Ok(no_content())
@@ -147,7 +150,7 @@ fn devices(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, 
     )?;
     let has_more = members.len() > page.top;
     members.truncate(page.top);
-    let items: Vec<MemberDeviceDto> = members.iter().map(MemberDeviceDto::from).collect();
+    let items: Vec<DeviceBody> = members.iter().map(DeviceBody::from_device).collect();
     let next_after = has_more
         .then(|| members.last().map(|device| device.id.as_str()))
         .flatten();
@@ -171,36 +174,3 @@ fn bad_request(error: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// Who and when, taken from `ctx` before the transaction borrows `ctx.sql`, so the audit row
-/// commits or rolls back with the change it records.
-struct Audit {
-    now: Timestamp,
-    actor: String,
-}
-
-impl Audit {
-    fn new(ctx: &Ctx) -> Audit {
-        Audit {
-            now: ctx.now,
-            actor: ctx.actor(),
-        }
-    }
-
-    fn append<S: Sql>(
-        &self,
-        sql: &mut S,
-        action: AuditAction,
-        id: &DeviceGroupId,
-    ) -> Result<(), ApiError> {
-        let record = AuditRecord {
-            at: self.now,
-            actor: self.actor.clone(),
-            action,
-            resource_type: RESOURCE_TYPE.to_owned(),
-            resource_id: id.as_str().to_owned(),
-            detail: None,
-        };
-        audit::append(sql, &record)?;
-        Ok(())
-    }
-}

@@ -11,17 +11,16 @@
 
 use gyre_component::{
     authorized, check_if_match, collection, json_response, merge_patch, no_content, page_request,
-    query_param, read_json, read_merge_patch, ApiError, Ctx,
+    path_param, query_param, read_json, read_merge_patch, ApiError, Ctx,
 };
 use gyre_domain::dtdl::Dtmi;
-use gyre_domain::store::audit::{self, AuditAction, AuditRecord};
+use gyre_domain::store::audit::{self, AuditAction};
 use gyre_domain::store::device_templates;
 use gyre_domain::store::Sql;
 use gyre_domain::template::{
     check_deletable, parse_template_id, DeviceTemplate, DeviceTemplateDto, TemplateContent,
     TemplateCursor, TemplateListQuery,
 };
-use gyre_domain::time::Timestamp;
 use spin_sdk::http::{Params, Request, Response, Router};
 
 /// The audit log's name for these resources.
@@ -80,22 +79,24 @@ fn put(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiE
     let body = read_json(&request)?;
     let content = TemplateContent::parse(&id, &body).map_err(bad_request)?;
     let etag = ctx.new_etag();
-    let audit = Audit::new(ctx);
+    let now = ctx.now;
+    let create_record = ctx.audit_record(AuditAction::Create, RESOURCE_TYPE, id.as_str());
+    let update_record = ctx.audit_record(AuditAction::Update, RESOURCE_TYPE, id.as_str());
     let template = ctx.sql.transaction(|sql| {
         match device_templates::get(sql, &id)? {
             None => {
-                let template = DeviceTemplate::create(id.clone(), content, etag, audit.now);
+                let template = DeviceTemplate::create(id.clone(), content, etag, now);
                 // The transaction holds the write lock since the read above, so the insert
                 // cannot find the id taken.
                 device_templates::insert(sql, &template)?;
-                audit.append(sql, AuditAction::Create, &id)?;
+                audit::append(sql, &create_record)?;
                 Ok::<_, ApiError>(template)
             }
             Some(current) => {
                 check_if_match(&request, current.etag())?;
-                let template = current.replaced(content, etag, audit.now);
+                let template = current.replaced(content, etag, now);
                 device_templates::update(sql, &template)?;
-                audit.append(sql, AuditAction::Update, &id)?;
+                audit::append(sql, &update_record)?;
                 Ok(template)
             }
         }
@@ -109,16 +110,17 @@ fn patch(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, Ap
     let id = template_id(&params)?;
     let patch = read_merge_patch(&request)?;
     let etag = ctx.new_etag();
-    let audit = Audit::new(ctx);
+    let now = ctx.now;
+    let update_record = ctx.audit_record(AuditAction::Update, RESOURCE_TYPE, id.as_str());
     let template = ctx.sql.transaction(|sql| {
         let current = device_templates::get(sql, &id)?.ok_or_else(|| not_found(&id))?;
         check_if_match(&request, current.etag())?;
         let mut merged = DeviceTemplateDto::from(&current).to_json();
         merge_patch(&mut merged, &patch);
         let content = TemplateContent::parse_update(&current, &merged).map_err(bad_request)?;
-        let template = current.replaced(content, etag, audit.now);
+        let template = current.replaced(content, etag, now);
         device_templates::update(sql, &template)?;
-        audit.append(sql, AuditAction::Update, &id)?;
+        audit::append(sql, &update_record)?;
         Ok::<_, ApiError>(template)
     })?;
     json_response(200, &DeviceTemplateDto::from(&template))
@@ -127,7 +129,7 @@ fn patch(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, Ap
 /// `DELETE /deviceTemplates/{id}`: 409 while devices use the template.
 fn delete(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiError> {
     let id = template_id(&params)?;
-    let audit = Audit::new(ctx);
+    let delete_record = ctx.audit_record(AuditAction::Delete, RESOURCE_TYPE, id.as_str());
     ctx.sql.transaction(|sql| {
         let current = device_templates::get(sql, &id)?.ok_or_else(|| not_found(&id))?;
         check_if_match(&request, current.etag())?;
@@ -136,14 +138,14 @@ fn delete(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, A
             message: error.to_string(),
         })?;
         device_templates::delete(sql, &id)?;
-        audit.append(sql, AuditAction::Delete, &id)?;
+        audit::append(sql, &delete_record)?;
         Ok::<_, ApiError>(())
     })?;
     Ok(no_content())
 }
 
 fn template_id(params: &Params) -> Result<Dtmi, ApiError> {
-    let raw = percent_decode(params.get("device_template_id").unwrap_or_default());
+    let raw = path_param(params, "device_template_id")?;
     parse_template_id(&raw).map_err(bad_request)
 }
 
@@ -159,61 +161,3 @@ fn bad_request(error: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// Who and when, taken from `ctx` before the transaction borrows `ctx.sql`, so the audit row
-/// commits or rolls back with the change it records (`Ctx::audit` cannot be called while the
-/// transaction holds the connection).
-struct Audit {
-    now: Timestamp,
-    actor: String,
-}
-
-impl Audit {
-    fn new(ctx: &Ctx) -> Audit {
-        Audit {
-            now: ctx.now,
-            actor: ctx.actor(),
-        }
-    }
-
-    fn append<S: Sql>(&self, sql: &mut S, action: AuditAction, id: &Dtmi) -> Result<(), ApiError> {
-        let record = AuditRecord {
-            at: self.now,
-            actor: self.actor.clone(),
-            action,
-            resource_type: RESOURCE_TYPE.to_owned(),
-            resource_id: id.as_str().to_owned(),
-            detail: None,
-        };
-        audit::append(sql, &record)?;
-        Ok(())
-    }
-}
-
-/// A path segment as the client meant it: DTMIs hold `:` and `;`, which some clients send as
-/// `%3A` and `%3B`. Invalid escapes are kept as written (and then fail DTMI parsing).
-// FIXME(lead): gyre-component decodes query parameters but not path parameters; a shared
-// `path_param` there would replace this.
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        let escaped = (bytes[idx] == b'%')
-            .then(|| bytes.get(idx + 1..idx + 3))
-            .flatten()
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                idx += 3;
-            }
-            None => {
-                out.push(bytes[idx]);
-                idx += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}

@@ -13,7 +13,7 @@
 
 use gyre_component::{
     authorized, check_if_match, collection, json_response, merge_patch, no_content, page_request,
-    query_param, read_json, read_merge_patch, ApiError, Ctx,
+    path_param, query_param, read_json, read_merge_patch, ApiError, Ctx,
 };
 use gyre_domain::device::{
     AttestationBody, Device, DeviceBody, DeviceCredentials, DeviceCursor, DeviceId, DeviceQuery,
@@ -288,32 +288,10 @@ fn check_template<S: Sql>(sql: &mut S, device: &Device) -> Result<(), ApiError> 
 
 /// The `:device_id` path segment, percent-decoded and parsed.
 fn device_id(params: &Params) -> Result<DeviceId, ApiError> {
-    let raw = params.get("device_id").unwrap_or_default();
-    let decoded = percent_decode(raw).ok_or_else(|| ApiError::BadRequest {
-        message: format!("device id `{raw}` is not valid percent-encoded UTF-8"),
-    })?;
+    let decoded = path_param(params, "device_id")?;
     DeviceId::parse(&decoded).map_err(|error| ApiError::BadRequest {
         message: format!("`{decoded}`: {error}"),
     })
-}
-
-/// Decodes `%XX` escapes of a path segment (`+` stays `+`: this is a path, not a form).
-fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        if bytes[idx] == b'%' {
-            let hex = bytes.get(idx + 1..idx + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            idx += 3;
-        } else {
-            out.push(bytes[idx]);
-            idx += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn invalid_patch(error: impl std::fmt::Display) -> ApiError {

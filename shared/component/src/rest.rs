@@ -4,7 +4,8 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use spin_sdk::http::{Request, Response};
+use gyre_domain::percent;
+use spin_sdk::http::{Params, Request, Response};
 
 use crate::{json_response, ApiError};
 
@@ -135,7 +136,7 @@ fn next_link(request: &Request, after: &str) -> String {
         .filter(|pair| !pair.is_empty() && !pair.starts_with("$skiptoken=") && !pair.starts_with("%24skiptoken="))
         .map(str::to_string)
         .collect();
-    pairs.push(format!("$skiptoken={}", percent_encode(after)));
+    pairs.push(format!("$skiptoken={}", percent::encode(after)));
     format!("{base}?{}", pairs.join("&"))
 }
 
@@ -144,54 +145,26 @@ pub fn no_content() -> Response {
     Response::builder().status(204).build()
 }
 
-/// The percent-decoded value of query parameter `name` (`+` is a space, as in forms).
+/// The decoded value of query parameter `name` (`+` is a space, as in forms; a malformed
+/// escape is kept as written).
 pub fn query_param(request: &Request, name: &str) -> Option<String> {
+    let decode = |raw: &str| {
+        let spaced = raw.replace('+', " ");
+        percent::decode(&spaced).unwrap_or(spaced)
+    };
     request.query().split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == name).then(|| percent_decode(value))
+        (decode(key) == name).then(|| decode(value))
     })
 }
 
-fn percent_decode(raw: &str) -> String {
-    fn hex(byte: u8) -> Option<u8> {
-        (byte as char).to_digit(16).map(|digit| digit as u8)
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        let decoded = match bytes[idx] {
-            b'%' if idx + 2 < bytes.len() => match (hex(bytes[idx + 1]), hex(bytes[idx + 2])) {
-                (Some(high), Some(low)) => Some(high * 16 + low),
-                _ => None,
-            },
-            _ => None,
-        };
-        match (decoded, bytes[idx]) {
-            (Some(byte), _) => {
-                out.push(byte);
-                idx += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                idx += 1;
-            }
-            (None, byte) => {
-                out.push(byte);
-                idx += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn percent_encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
+/// The percent-decoded value of the route's `:name` segment (`+` stays `+`: a path is not a
+/// form). 400 when it is not valid percent-encoded UTF-8.
+pub fn path_param(params: &Params, name: &str) -> Result<String, ApiError> {
+    let raw = params.get(name).unwrap_or_default();
+    percent::decode(raw).ok_or_else(|| ApiError::BadRequest {
+        message: format!("`{raw}` is not valid percent-encoded UTF-8"),
+    })
 }
 
 #[cfg(test)]
@@ -216,13 +189,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn percent_coding_round_trips() {
-        for raw in ["plain", "a b", "x=y&z", "dtmi:com:example;1", "ünï", "%"] {
-            assert_eq!(percent_decode(&percent_encode(raw)), raw);
-        }
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert_eq!(percent_decode("a+b"), "a b");
-    }
 }

@@ -248,8 +248,8 @@ pub fn issue(
     }
     let header_value = format!(
         "{SCHEME} sr={}&sig={}&skn={}&se={}",
-        percent_encode(application_id.as_str()),
-        percent_encode(&BASE64.encode(random)),
+        crate::percent::encode(application_id.as_str()),
+        crate::percent::encode(&BASE64.encode(random)),
         token_id.as_str(),
         expiry.unix_millis()
     );
@@ -421,7 +421,7 @@ fn parse_token(header: &str) -> Result<ParsedToken, Malformed> {
         if values[idx].is_some() {
             return Err(Malformed::DuplicateField { field });
         }
-        let value = percent_decode(raw_value).ok_or(Malformed::BadPercentEncoding { field })?;
+        let value = crate::percent::decode(raw_value).ok_or(Malformed::BadPercentEncoding { field })?;
         values[idx] = Some(value);
     }
     let [sr, sig, skn, se] = values;
@@ -520,42 +520,6 @@ fn constant_time_eq(left: &[u8; 32], right: &[u8; 32]) -> bool {
         difference |= std::hint::black_box(l ^ r);
     }
     std::hint::black_box(difference) == 0
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for byte in raw.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` escapes; `+` stays `+` (SAS tokens are not form-encoded, and an unencoded
-/// base64 `+` must survive). `None` on a bad escape or a result that is not UTF-8.
-fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        if bytes[idx] == b'%' {
-            let hex = bytes.get(idx + 1..idx + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            idx += 3;
-        } else {
-            out.push(bytes[idx]);
-            idx += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -666,7 +630,7 @@ mod tests {
         let mut last = RANDOM;
         last[31] ^= 0x80;
         for random in [first, last, [0; 32]] {
-            let sig = percent_encode(&BASE64.encode(random));
+            let sig = crate::percent::encode(&BASE64.encode(random));
             check(
                 &header("e8a2f9c0-gyre", &sig, "operator-token", &EXPIRY.to_string()),
                 AuthError::BadSignature { token_id: id() },

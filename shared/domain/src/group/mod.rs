@@ -32,7 +32,7 @@ use crate::dtdl::Problem;
 use crate::time::Timestamp;
 
 pub use content::GroupContent;
-pub use wire::{DeviceGroupDto, MemberDeviceDto};
+pub use wire::DeviceGroupDto;
 
 /// Identifies a device group. IoT Central's rule: `^[a-zA-Z0-9_-]*$`, at most 255 characters;
 /// Gyre also requires at least one. Enforced only by [`DeviceGroupId::parse`].

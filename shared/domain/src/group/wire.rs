@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::DeviceGroup;
-use crate::store::device_groups::MemberDevice;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,37 +48,3 @@ impl DeviceGroupDto {
     }
 }
 
-/// A member of a group in `GET /deviceGroups/{id}/devices`, in IoT Central's `Device` shape:
-/// `{id, etag, displayName, template, enabled, provisioned, simulated, organizations}`.
-/// `template` is left out for a device without one.
-// FIXME(lead): the devices helper's Device DTO (in `device`) is the same shape; use it here
-// once it exists, so the two cannot drift.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberDeviceDto {
-    pub id: String,
-    pub etag: String,
-    pub display_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-    pub enabled: bool,
-    pub provisioned: bool,
-    pub simulated: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub organizations: Vec<String>,
-}
-
-impl From<&MemberDevice> for MemberDeviceDto {
-    fn from(device: &MemberDevice) -> MemberDeviceDto {
-        MemberDeviceDto {
-            id: device.id.clone(),
-            etag: device.etag.clone(),
-            display_name: device.display_name.clone(),
-            template: device.template.clone(),
-            enabled: device.enabled,
-            provisioned: device.provisioned,
-            simulated: device.simulated,
-            organizations: device.organization.iter().cloned().collect(),
-        }
-    }
-}

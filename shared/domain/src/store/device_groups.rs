@@ -9,8 +9,9 @@
 //! `query::DeviceFilter::to_sql`, whose fragment uses anonymous `?` parameters only, so
 //! [`members`] uses anonymous `?` throughout and binds in textual order.
 
-use super::{Rows, Sql, StoreError, Value};
+use super::{devices, Rows, Sql, StoreError, Value};
 use crate::auth::OrganizationId;
+use crate::device::Device;
 use crate::group::{DeviceGroup, DeviceGroupId, GroupContent};
 use crate::query::DeviceFilter;
 use crate::time::Timestamp;
@@ -111,20 +112,6 @@ pub fn delete<S: Sql>(sql: &mut S, id: &DeviceGroupId) -> Result<bool, StoreErro
     Ok(!rows.rows.is_empty())
 }
 
-/// A device as a group's member list shows it: the columns of IoT Central's `Device`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberDevice {
-    pub id: String,
-    pub etag: String,
-    pub display_name: String,
-    /// `None` for a device without a template.
-    pub template: Option<String>,
-    pub enabled: bool,
-    pub provisioned: bool,
-    pub simulated: bool,
-    pub organization: Option<String>,
-}
-
 /// Up to `limit` devices that match `filter` now, in id order, starting after the device id
 /// `after` (keyset paging; any text works as a bound, so a stale cursor is harmless).
 pub fn members<S: Sql>(
@@ -132,12 +119,12 @@ pub fn members<S: Sql>(
     filter: &DeviceFilter,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<MemberDevice>, StoreError> {
+) -> Result<Vec<Device>, StoreError> {
     const STATEMENT: &str = "SELECT ... FROM devices WHERE <group filter> (members)";
     let compiled = filter.to_sql();
     let mut statement = format!(
-        "SELECT id, etag, display_name, template, enabled, provisioned, simulated, \
-         organization FROM devices WHERE ({})",
+        "SELECT {} FROM devices WHERE ({})",
+        devices::COLUMNS,
         compiled.where_sql
     );
     let mut params = compiled.params;
@@ -148,49 +135,7 @@ pub fn members<S: Sql>(
     statement.push_str(" ORDER BY id LIMIT ?");
     params.push(Value::Integer(i64::from(limit)));
     let rows = sql.execute(&statement, &params)?;
-    rows.rows
-        .into_iter()
-        .map(|row| {
-            member_from_row(row).map_err(|detail| StoreError::UnexpectedResult {
-                statement: STATEMENT,
-                detail,
-            })
-        })
-        .collect()
-}
-
-fn member_from_row(row: Vec<Value>) -> Result<MemberDevice, String> {
-    let [id, etag, display_name, template, enabled, provisioned, simulated, organization]: [Value;
-        8] = row
-        .try_into()
-        .map_err(|row: Vec<Value>| format!("expected 8 columns, got {}", row.len()))?;
-    let Value::Text(id) = id else {
-        return Err(format!("device id: not text: {id:?}"));
-    };
-    let required_text = |value: Value, column: &str| match value {
-        Value::Text(text) => Ok(text),
-        other => Err(format!("{column} of device `{id}`: not text: {other:?}")),
-    };
-    let optional_text = |value: Value, column: &str| match value {
-        Value::Null => Ok(None),
-        Value::Text(text) => Ok(Some(text)),
-        other => Err(format!("{column} of device `{id}`: not text: {other:?}")),
-    };
-    let flag = |value: &Value, column: &str| match value.as_integer() {
-        Some(0) => Ok(false),
-        Some(1) => Ok(true),
-        _ => Err(format!("{column} of device `{id}`: not 0 or 1: {value:?}")),
-    };
-    Ok(MemberDevice {
-        etag: required_text(etag, "etag")?,
-        display_name: required_text(display_name, "display_name")?,
-        template: optional_text(template, "template")?,
-        enabled: flag(&enabled, "enabled")?,
-        provisioned: flag(&provisioned, "provisioned")?,
-        simulated: flag(&simulated, "simulated")?,
-        organization: optional_text(organization, "organization")?,
-        id,
-    })
+    devices::devices_from_rows(STATEMENT, rows)
 }
 
 fn text(value: &str) -> Value {
@@ -265,6 +210,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::device::DeviceBody;
     use crate::query::parse_device_filter;
     use crate::store::{migrate, RusqliteSql};
 
@@ -370,7 +316,7 @@ mod tests {
             members(sql, &filter, after, limit)
                 .unwrap()
                 .into_iter()
-                .map(|device| device.id)
+                .map(|device| device.id.as_str().to_owned())
                 .collect::<Vec<_>>()
         };
         let simulated_thermostats = "SELECT * FROM devices WHERE $template = 'dtmi:com:example:Thermostat;1' AND $simulated = true";
@@ -427,18 +373,21 @@ mod tests {
         );
 
         let filter = parse_device_filter("SELECT * FROM devices WHERE $id = 's-1'").unwrap();
+        let members: Vec<serde_json::Value> = members(&mut sql, &filter, None, 10)
+            .unwrap()
+            .iter()
+            .map(|device| serde_json::to_value(DeviceBody::from_device(device)).unwrap())
+            .collect();
         assert_eq!(
-            members(&mut sql, &filter, None, 10).unwrap(),
-            [MemberDevice {
-                id: "s-1".into(),
-                etag: "etag".into(),
-                display_name: "Sensor".into(),
-                template: None,
-                enabled: true,
-                provisioned: false,
-                simulated: true,
-                organization: None,
-            }]
+            members,
+            [serde_json::json!({
+                "id": "s-1",
+                "etag": "etag",
+                "displayName": "Sensor",
+                "enabled": true,
+                "provisioned": false,
+                "simulated": true,
+            })]
         );
     }
 

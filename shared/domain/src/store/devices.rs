@@ -26,7 +26,8 @@ pub enum Inserted {
     AlreadyExists,
 }
 
-const COLUMNS: &str = "id, etag, display_name, template, enabled, provisioned, simulated, \
+/// The columns [`devices_from_rows`] maps, for every query that reads whole devices.
+pub(crate) const COLUMNS: &str = "id, etag, display_name, template, enabled, provisioned, simulated, \
      organization, primary_key, secondary_key, approved";
 
 /// Whether a device template with this id is published. (Checked here rather than through
@@ -190,7 +191,10 @@ fn device_params(device: &Device) -> Vec<Value> {
     ]
 }
 
-fn devices_from_rows(statement: &'static str, rows: Rows) -> Result<Vec<Device>, StoreError> {
+pub(crate) fn devices_from_rows(
+    statement: &'static str,
+    rows: Rows,
+) -> Result<Vec<Device>, StoreError> {
     rows.rows
         .into_iter()
         .map(|row| {
