@@ -10,7 +10,7 @@
 //! does both before any handler runs) and the application id (`store::settings`).
 
 use gyre_component::{
-    authorized, collection, json_response, no_content, page_request, read_json, ApiError, Ctx,
+    authorized, json_response, no_content, page_request, page_response, read_json, ApiError, Ctx,
 };
 use gyre_domain::auth::{self, ApiToken, ApiTokenBody, ApiTokenId};
 use gyre_domain::store::api_tokens::{self, Inserted};
@@ -31,25 +31,11 @@ pub fn routes(router: &mut Router) {
 /// `GET /apiTokens`: one page in id order, never with the token values.
 fn list(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, ApiError> {
     let page = page_request(&request)?;
-    let after = page
-        .after
-        .as_deref()
-        .map(|raw| {
-            ApiTokenId::parse(raw).map_err(|_| ApiError::BadRequest {
-                message: format!("$skiptoken `{raw}` is not an API token id"),
-            })
-        })
-        .transpose()?;
-    // One more than asked tells whether a next page exists without a count query.
-    let limit = u32::try_from(page.top + 1).unwrap_or(u32::MAX);
-    let mut records = api_tokens::list(&mut ctx.sql, after.as_ref(), limit)?;
-    let has_more = records.len() > page.top;
-    records.truncate(page.top);
-    let items: Vec<ApiToken> = records.iter().map(ApiToken::from_record).collect();
-    let next_after = has_more
-        .then(|| records.last().map(|record| record.id().as_str()))
-        .flatten();
-    collection(&request, &items, next_after)
+    let after = page.after_as("an API token id", ApiTokenId::parse)?;
+    let records = api_tokens::list(&mut ctx.sql, after.as_ref(), page.fetch_limit())?;
+    page_response(&request, &page, records, ApiToken::from_record, |record| {
+        record.id().as_str().to_owned()
+    })
 }
 
 /// `GET /apiTokens/{tokenId}`: the token's id, expiry and roles, never its value.
@@ -126,4 +112,3 @@ fn not_found(token_id: &ApiTokenId) -> ApiError {
         message: format!("API token `{token_id}` does not exist"),
     }
 }
-

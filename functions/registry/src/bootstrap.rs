@@ -32,15 +32,25 @@ fn bootstrap(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Respon
     let issued = ctx.sql.transaction(|sql| {
         if !api_tokens::list(sql, None, 1)?.is_empty() {
             return Err(ApiError::Conflict {
-                message: "the application already has API tokens; an administrator creates more with \
+                message:
+                    "the application already has API tokens; an administrator creates more with \
                           PUT /api/apiTokens/{id}"
-                    .into(),
+                        .into(),
             });
         }
         let application_id = settings::application_id(sql, app_id_random)?;
         let roles = vec![RoleAssignment::app_wide(&ADMINISTRATOR)];
-        let issued = auth::issue(token_id.clone(), &application_id, expiry, roles, now, secret)
-            .map_err(|err| ApiError::Unexpected(anyhow::anyhow!("issuing the bootstrap token: {err}")))?;
+        let issued = auth::issue(
+            token_id.clone(),
+            &application_id,
+            expiry,
+            roles,
+            now,
+            secret,
+        )
+        .map_err(|err| {
+            ApiError::Unexpected(anyhow::anyhow!("issuing the bootstrap token: {err}"))
+        })?;
         api_tokens::insert(sql, &issued.record)?;
         audit::append(sql, &audit_record)?;
         Ok(issued)

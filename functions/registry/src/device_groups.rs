@@ -10,14 +10,12 @@
 //! Not owned here: authentication and authorization (`gyre_component::authorized`).
 
 use gyre_component::{
-    authorized, check_if_match, collection, json_response, merge_patch, no_content, page_request,
-    read_json, read_merge_patch, ApiError, Ctx,
+    authorized, check_if_match, json_response, merge_patch, no_content, page_request,
+    page_response, read_json, read_merge_patch, ApiError, Ctx,
 };
-use gyre_domain::group::{
-    DeviceGroup, DeviceGroupDto, DeviceGroupId, GroupContent,
-};
-use gyre_domain::store::audit::{self, AuditAction};
 use gyre_domain::device::DeviceBody;
+use gyre_domain::group::{DeviceGroup, DeviceGroupDto, DeviceGroupId, GroupContent};
+use gyre_domain::store::audit::{self, AuditAction};
 use gyre_domain::store::device_groups;
 use gyre_domain::store::Sql;
 use spin_sdk::http::{Params, Request, Response, Router};
@@ -40,25 +38,15 @@ pub fn routes(router: &mut Router) {
 /// `GET /deviceGroups`: one page in id order.
 fn list(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, ApiError> {
     let page = page_request(&request)?;
-    let after = page
-        .after
-        .as_deref()
-        .map(|raw| {
-            DeviceGroupId::parse(raw).map_err(|_| ApiError::BadRequest {
-                message: format!("$skiptoken `{raw}` is not a device group id"),
-            })
-        })
-        .transpose()?;
-    // One more than asked tells whether a next page exists without a count query.
-    let limit = u32::try_from(page.top + 1).unwrap_or(u32::MAX);
-    let mut groups = device_groups::list(&mut ctx.sql, after.as_ref(), limit)?;
-    let has_more = groups.len() > page.top;
-    groups.truncate(page.top);
-    let items: Vec<DeviceGroupDto> = groups.iter().map(DeviceGroupDto::from).collect();
-    let next_after = has_more
-        .then(|| groups.last().map(|group| group.id().as_str()))
-        .flatten();
-    collection(&request, &items, next_after)
+    let after = page.after_as("a device group id", DeviceGroupId::parse)?;
+    let groups = device_groups::list(&mut ctx.sql, after.as_ref(), page.fetch_limit())?;
+    page_response(
+        &request,
+        &page,
+        groups,
+        |group| DeviceGroupDto::from(group),
+        |group| group.id().as_str().to_owned(),
+    )
 }
 
 /// `GET /deviceGroups/{id}`.
@@ -141,20 +129,19 @@ fn devices(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, 
     let id = group_id(&params)?;
     let page = page_request(&request)?;
     let group = device_groups::get(&mut ctx.sql, &id)?.ok_or_else(|| not_found(&id))?;
-    let limit = u32::try_from(page.top + 1).unwrap_or(u32::MAX);
-    let mut members = device_groups::members(
+    let members = device_groups::members(
         &mut ctx.sql,
         group.content().filter(),
         page.after.as_deref(),
-        limit,
+        page.fetch_limit(),
     )?;
-    let has_more = members.len() > page.top;
-    members.truncate(page.top);
-    let items: Vec<DeviceBody> = members.iter().map(DeviceBody::from_device).collect();
-    let next_after = has_more
-        .then(|| members.last().map(|device| device.id.as_str()))
-        .flatten();
-    collection(&request, &items, next_after)
+    page_response(
+        &request,
+        &page,
+        members,
+        DeviceBody::from_device,
+        |device| device.id.as_str().to_owned(),
+    )
 }
 
 fn group_id(params: &Params) -> Result<DeviceGroupId, ApiError> {
@@ -173,4 +160,3 @@ fn bad_request(error: impl std::fmt::Display) -> ApiError {
         message: error.to_string(),
     }
 }
-

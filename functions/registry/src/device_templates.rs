@@ -10,8 +10,8 @@
 //! Not owned here: authentication and authorization (`gyre_component::authorized`).
 
 use gyre_component::{
-    authorized, check_if_match, collection, json_response, merge_patch, no_content, page_request,
-    path_param, query_param, read_json, read_merge_patch, ApiError, Ctx,
+    authorized, check_if_match, json_response, merge_patch, no_content, page_request,
+    page_response, path_param, query_param, read_json, read_merge_patch, ApiError, Ctx,
 };
 use gyre_domain::dtdl::Dtmi;
 use gyre_domain::store::audit::{self, AuditAction};
@@ -54,16 +54,17 @@ fn list(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, Ap
         .map(|token| TemplateCursor::decode(token, query.order()))
         .transpose()
         .map_err(bad_request)?;
-    // One more than asked tells whether a next page exists without a count query.
-    let limit = u32::try_from(page.top + 1).unwrap_or(u32::MAX);
-    let mut templates = device_templates::list(&mut ctx.sql, &query, after.as_ref(), limit)?;
-    let has_more = templates.len() > page.top;
-    templates.truncate(page.top);
-    let items: Vec<DeviceTemplateDto> = templates.iter().map(DeviceTemplateDto::from).collect();
-    let next_after = has_more.then(|| templates.last()).flatten().map(|last| {
-        TemplateCursor::after(last.id(), last.content().display_name(), query.order()).encode()
-    });
-    collection(&request, &items, next_after.as_deref())
+    let templates =
+        device_templates::list(&mut ctx.sql, &query, after.as_ref(), page.fetch_limit())?;
+    page_response(
+        &request,
+        &page,
+        templates,
+        |template| DeviceTemplateDto::from(template),
+        |last| {
+            TemplateCursor::after(last.id(), last.content().display_name(), query.order()).encode()
+        },
+    )
 }
 
 /// `GET /deviceTemplates/{id}`.
@@ -160,4 +161,3 @@ fn bad_request(error: impl std::fmt::Display) -> ApiError {
         message: error.to_string(),
     }
 }
-

@@ -12,8 +12,8 @@
 //! percent-encode them in the path and this module decodes the segment before parsing it.
 
 use gyre_component::{
-    authorized, check_if_match, collection, json_response, merge_patch, no_content, page_request,
-    path_param, query_param, read_json, read_merge_patch, ApiError, Ctx,
+    authorized, check_if_match, json_response, merge_patch, no_content, page_request,
+    page_response, path_param, query_param, read_json, read_merge_patch, ApiError, Ctx,
 };
 use gyre_domain::device::{
     AttestationBody, Device, DeviceBody, DeviceCredentials, DeviceCursor, DeviceId, DeviceQuery,
@@ -65,19 +65,10 @@ fn list(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, Ap
         page.after.as_deref(),
     )
     .map_err(bad_request)?;
-    // One more than asked tells whether a next page exists without a count query.
-    let limit = u32::try_from(page.top + 1).unwrap_or(u32::MAX);
-    let mut found = devices::query_devices(&mut ctx.sql, &query, limit)?;
-    let has_more = found.len() > page.top;
-    found.truncate(page.top);
-    let next_after = match found.last() {
-        Some(last) if has_more => {
-            Some(DeviceCursor::after_row(query.order_by, &last.id, &last.display_name).encode())
-        }
-        _ => None,
-    };
-    let items: Vec<DeviceBody> = found.iter().map(DeviceBody::from_device).collect();
-    collection(&request, &items, next_after.as_deref())
+    let found = devices::query_devices(&mut ctx.sql, &query, page.fetch_limit())?;
+    page_response(&request, &page, found, DeviceBody::from_device, |last| {
+        DeviceCursor::after_row(query.order_by, &last.id, &last.display_name).encode()
+    })
 }
 
 /// `GET /devices/{id}`.
@@ -317,4 +308,3 @@ fn no_attestation(device_id: &DeviceId) -> ApiError {
         message: format!("device `{device_id}` has no individual attestation"),
     }
 }
-

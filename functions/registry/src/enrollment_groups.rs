@@ -8,8 +8,8 @@
 //! regenerated, a key given replaces (revokes) the old one.
 
 use gyre_component::{
-    authorized, check_if_match, collection, json_response, merge_patch, no_content, page_request,
-    read_json, read_merge_patch, ApiError, Ctx,
+    authorized, check_if_match, json_response, merge_patch, no_content, page_request,
+    page_response, read_json, read_merge_patch, ApiError, Ctx,
 };
 use gyre_domain::enrollment::{EnrollmentGroup, EnrollmentGroupBody, EnrollmentGroupId};
 use gyre_domain::store::audit::{self, AuditAction};
@@ -43,25 +43,15 @@ pub fn routes(router: &mut Router) {
 /// `GET /enrollmentGroups`: one page in id order.
 fn list(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, ApiError> {
     let page = page_request(&request)?;
-    let after = page
-        .after
-        .as_deref()
-        .map(|raw| {
-            EnrollmentGroupId::parse(raw).map_err(|_| ApiError::BadRequest {
-                message: format!("$skiptoken `{raw}` is not an enrollment group id"),
-            })
-        })
-        .transpose()?;
-    let limit = u32::try_from(page.top + 1).unwrap_or(u32::MAX);
-    let mut groups = enrollment_groups::list(&mut ctx.sql, after.as_ref(), limit)?;
-    let has_more = groups.len() > page.top;
-    groups.truncate(page.top);
-    let items: Vec<EnrollmentGroupBody> =
-        groups.iter().map(EnrollmentGroupBody::from_group).collect();
-    let next_after = has_more
-        .then(|| groups.last().map(|group| group.id.as_str()))
-        .flatten();
-    collection(&request, &items, next_after)
+    let after = page.after_as("an enrollment group id", EnrollmentGroupId::parse)?;
+    let groups = enrollment_groups::list(&mut ctx.sql, after.as_ref(), page.fetch_limit())?;
+    page_response(
+        &request,
+        &page,
+        groups,
+        EnrollmentGroupBody::from_group,
+        |group| group.id.as_str().to_owned(),
+    )
 }
 
 /// `GET /enrollmentGroups/{id}`.
@@ -169,4 +159,3 @@ fn not_found(group_id: &EnrollmentGroupId) -> ApiError {
         message: format!("enrollment group `{group_id}` does not exist"),
     }
 }
-

@@ -23,7 +23,10 @@ pub enum Caller {
     /// A public route: no token was asked for.
     Anonymous,
     /// An API token that passed authentication.
-    Token { id: String, roles: Vec<RoleAssignment> },
+    Token {
+        id: String,
+        roles: Vec<RoleAssignment>,
+    },
     /// The bridge or `cargo xtask`, holding the internal secret.
     Internal,
 }
@@ -60,7 +63,12 @@ impl Ctx {
 
     /// The audit row for a change by this caller, now. Append it with
     /// `gyre_domain::store::audit::append` inside the transaction that makes the change.
-    pub fn audit_record(&self, action: AuditAction, resource_type: &str, resource_id: &str) -> AuditRecord {
+    pub fn audit_record(
+        &self,
+        action: AuditAction,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> AuditRecord {
         AuditRecord {
             at: self.now,
             actor: self.actor(),
@@ -90,18 +98,34 @@ where
         let method = request.method().to_string();
         let requirement = auth::Method::parse(&method)
             .and_then(|method| auth::required_permission(method, request.path()))
-            .ok_or_else(|| ApiError::NotFound { message: format!("no resource at {}", request.path()) })?;
+            .ok_or_else(|| ApiError::NotFound {
+                message: format!("no resource at {}", request.path()),
+            })?;
         let mut ctx = open(request_id.clone())?;
         ctx.caller = match requirement {
             Requirement::Public => Caller::Anonymous,
             Requirement::Permission(_) => {
-                let header = request.header("authorization").and_then(|value| value.as_str());
-                let record = api_tokens::authenticate(&mut ctx.sql, header, ctx.now)?
-                    .map_err(|err| ApiError::Unauthorized { reason: err.reason() })?;
-                auth::authorize(record.roles(), requirement).map_err(|forbidden| ApiError::Forbidden {
-                    message: format!("this token's roles lack the permission `{}`", forbidden.required.name()),
+                let header = request
+                    .header("authorization")
+                    .and_then(|value| value.as_str());
+                let record =
+                    api_tokens::authenticate(&mut ctx.sql, header, ctx.now)?.map_err(|err| {
+                        ApiError::Unauthorized {
+                            reason: err.reason(),
+                        }
+                    })?;
+                auth::authorize(record.roles(), requirement).map_err(|forbidden| {
+                    ApiError::Forbidden {
+                        message: format!(
+                            "this token's roles lack the permission `{}`",
+                            forbidden.required.name()
+                        ),
+                    }
                 })?;
-                Caller::Token { id: record.id().as_str().to_string(), roles: record.roles().to_vec() }
+                Caller::Token {
+                    id: record.id().as_str().to_string(),
+                    roles: record.roles().to_vec(),
+                }
             }
         };
         handler(&mut ctx, request, params)
@@ -116,11 +140,18 @@ where
 {
     api_with_id(move |request_id, request, params| {
         let expected = spin_sdk::variables::get("internal_secret").map_err(|err| {
-            ApiError::Unexpected(anyhow::anyhow!("the internal_secret variable is not available: {err}"))
+            ApiError::Unexpected(anyhow::anyhow!(
+                "the internal_secret variable is not available: {err}"
+            ))
         })?;
-        let presented = request.header("x-gyre-internal-secret").and_then(|value| value.as_str()).unwrap_or("");
+        let presented = request
+            .header("x-gyre-internal-secret")
+            .and_then(|value| value.as_str())
+            .unwrap_or("");
         if expected.is_empty() || !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-            return Err(ApiError::Unauthorized { reason: "internal secret" });
+            return Err(ApiError::Unauthorized {
+                reason: "internal secret",
+            });
         }
         let mut ctx = open(request_id.clone())?;
         ctx.caller = Caller::Internal;
@@ -133,7 +164,12 @@ fn open(request_id: RequestId) -> Result<Ctx, ApiError> {
     let mut sql = SpinSql::open_default()?;
     let now = now();
     store::migrate(&mut sql, now)?;
-    Ok(Ctx { sql, caller: Caller::Anonymous, now, request_id })
+    Ok(Ctx {
+        sql,
+        caller: Caller::Anonymous,
+        now,
+        request_id,
+    })
 }
 
 /// Compares secrets in time independent of where they differ.

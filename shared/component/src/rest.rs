@@ -2,9 +2,9 @@
 //! content-type check), JSON merge patch (RFC 7396), `If-Match`, keyset paging with `nextLink`,
 //! and query parameters.
 
+use gyre_domain::percent;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use gyre_domain::percent;
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::{json_response, ApiError};
@@ -28,7 +28,9 @@ pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
 pub fn read_merge_patch(request: &Request) -> Result<serde_json::Value, ApiError> {
     let patch: serde_json::Value = read_json(request)?;
     if !patch.is_object() {
-        return Err(ApiError::BadRequest { message: "a patch must be a JSON object".into() });
+        return Err(ApiError::BadRequest {
+            message: "a patch must be a JSON object".into(),
+        });
     }
     Ok(patch)
 }
@@ -38,13 +40,22 @@ fn checked_body(request: &Request) -> Result<&[u8], ApiError> {
         .header("content-type")
         .and_then(|value| value.as_str())
         .unwrap_or("application/json");
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if media_type != "application/json" && media_type != "application/merge-patch+json" {
-        return Err(ApiError::UnsupportedMediaType { content_type: content_type.to_string() });
+        return Err(ApiError::UnsupportedMediaType {
+            content_type: content_type.to_string(),
+        });
     }
     let body = request.body();
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     Ok(body)
 }
@@ -59,12 +70,17 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     if !target.is_object() {
         *target = serde_json::Value::Object(serde_json::Map::new());
     }
-    let serde_json::Value::Object(target) = target else { return };
+    let serde_json::Value::Object(target) = target else {
+        return;
+    };
     for (key, value) in patch {
         if value.is_null() {
             target.remove(key);
         } else {
-            merge_patch(target.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+            merge_patch(
+                target.entry(key.clone()).or_insert(serde_json::Value::Null),
+                value,
+            );
         }
     }
 }
@@ -74,7 +90,10 @@ pub fn check_if_match(request: &Request, current_etag: &str) -> Result<(), ApiEr
     let Some(wanted) = request.header("if-match").and_then(|value| value.as_str()) else {
         return Ok(());
     };
-    let matches = wanted.split(',').map(str::trim).any(|tag| tag == "*" || tag == current_etag);
+    let matches = wanted
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == current_etag);
     if matches {
         Ok(())
     } else {
@@ -92,6 +111,50 @@ pub struct PageRequest {
     pub after: Option<String>,
 }
 
+impl PageRequest {
+    /// How many items to fetch: one more than the page holds, which tells whether a next page
+    /// exists without a count query.
+    pub fn fetch_limit(&self) -> u32 {
+        u32::try_from(self.top + 1).unwrap_or(u32::MAX)
+    }
+
+    /// The cursor parsed by `parse`; 400 saying it is not `what` when it does not parse.
+    pub fn after_as<T, E>(
+        &self,
+        what: &str,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|raw| {
+                parse(raw).map_err(|_| ApiError::BadRequest {
+                    message: format!("$skiptoken `{raw}` is not {what}"),
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Answers one page from `fetched` (read with [`PageRequest::fetch_limit`]): the first `top`
+/// items in their wire form, and a `nextLink` after the last of them when more were found.
+pub fn page_response<T, W: Serialize>(
+    request: &Request,
+    page: &PageRequest,
+    mut fetched: Vec<T>,
+    to_wire: impl Fn(&T) -> W,
+    cursor: impl Fn(&T) -> String,
+) -> Result<Response, ApiError> {
+    let has_more = fetched.len() > page.top;
+    fetched.truncate(page.top);
+    let items: Vec<W> = fetched.iter().map(to_wire).collect();
+    let next_after = if has_more {
+        fetched.last().map(cursor)
+    } else {
+        None
+    };
+    collection(request, &items, next_after.as_deref())
+}
+
 /// Reads `$top` (or `maxpagesize`) and `$skiptoken`.
 pub fn page_request(request: &Request) -> Result<PageRequest, ApiError> {
     let top = match query_param(request, "$top").or_else(|| query_param(request, "maxpagesize")) {
@@ -100,7 +163,9 @@ pub fn page_request(request: &Request) -> Result<PageRequest, ApiError> {
             Ok(top) if (1..=MAX_PAGE_SIZE).contains(&top) => top,
             _ => {
                 return Err(ApiError::BadRequest {
-                    message: format!("$top must be a whole number from 1 to {MAX_PAGE_SIZE}, not `{raw}`"),
+                    message: format!(
+                        "$top must be a whole number from 1 to {MAX_PAGE_SIZE}, not `{raw}`"
+                    ),
                 })
             }
         },
@@ -111,7 +176,11 @@ pub fn page_request(request: &Request) -> Result<PageRequest, ApiError> {
 
 /// `{"value": [...], "nextLink": "..."}`; `nextLink` repeats the request's URL with
 /// `$skiptoken` set to `next_after`, and is left out on the last page.
-pub fn collection<T: Serialize>(request: &Request, items: &[T], next_after: Option<&str>) -> Result<Response, ApiError> {
+pub fn collection<T: Serialize>(
+    request: &Request,
+    items: &[T],
+    next_after: Option<&str>,
+) -> Result<Response, ApiError> {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Collection<'a, T> {
@@ -120,7 +189,13 @@ pub fn collection<T: Serialize>(request: &Request, items: &[T], next_after: Opti
         next_link: Option<String>,
     }
     let next_link = next_after.map(|after| next_link(request, after));
-    json_response(200, &Collection { value: items, next_link })
+    json_response(
+        200,
+        &Collection {
+            value: items,
+            next_link,
+        },
+    )
 }
 
 fn next_link(request: &Request, after: &str) -> String {
@@ -133,7 +208,11 @@ fn next_link(request: &Request, after: &str) -> String {
     let (base, query) = full_url.split_once('?').unwrap_or((&full_url, ""));
     let mut pairs: Vec<String> = query
         .split('&')
-        .filter(|pair| !pair.is_empty() && !pair.starts_with("$skiptoken=") && !pair.starts_with("%24skiptoken="))
+        .filter(|pair| {
+            !pair.is_empty()
+                && !pair.starts_with("$skiptoken=")
+                && !pair.starts_with("%24skiptoken=")
+        })
         .map(str::to_string)
         .collect();
     pairs.push(format!("$skiptoken={}", percent::encode(after)));
@@ -176,9 +255,17 @@ mod tests {
     fn merge_patch_follows_rfc_7396() {
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
             (json!({"a": [1]}), json!({"a": [2]}), json!({"a": [2]})),
             (json!([1]), json!({"a": 1}), json!({"a": 1})),
             (json!({"a": 1}), json!("x"), json!("x")),
@@ -188,5 +275,4 @@ mod tests {
             assert_eq!(target, expected, "patch {patch}");
         }
     }
-
 }
