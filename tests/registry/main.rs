@@ -7,6 +7,7 @@
 //! `cargo xtask up` prints on first start.
 
 mod device_groups;
+mod device_properties;
 mod device_templates;
 mod devices;
 mod enrollment_groups;

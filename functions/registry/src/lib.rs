@@ -19,6 +19,7 @@ use spin_sdk::http::{Params, Request, Response, Router};
 mod api_tokens;
 mod bootstrap;
 mod device_groups;
+mod device_properties;
 mod device_templates;
 mod devices;
 mod enrollment_groups;
@@ -37,6 +38,7 @@ fn routes() -> Router {
     router.get("/api/health", api(health));
     router.any("/api/health", api(method_not_allowed));
     devices::routes(&mut router);
+    device_properties::routes(&mut router);
     device_templates::routes(&mut router);
     device_groups::routes(&mut router);
     enrollment_groups::routes(&mut router);

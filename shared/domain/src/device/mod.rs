@@ -17,6 +17,7 @@
 mod id;
 mod model;
 mod odata;
+pub mod properties;
 mod wire;
 
 pub use id::{DeviceId, InvalidDeviceId, DEVICE_ID_PUNCTUATION, MAX_DEVICE_ID_LEN};

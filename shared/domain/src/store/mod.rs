@@ -12,6 +12,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod device_groups;
+pub mod device_properties;
 pub mod device_templates;
 pub mod devices;
 pub mod enrollment_groups;
