@@ -49,18 +49,28 @@ pub fn administrator_token(
     let (status, body) = post(addr, "/internal/registry/bootstrap", secret)?;
     match status {
         201 => {
-            let token = json_string_field(&body, "token").context("the bootstrap answer has no token")?;
+            let token =
+                json_string_field(&body, "token").context("the bootstrap answer has no token")?;
             write_owner_only(&token_file, &token)?;
-            println!("xtask: administrator API token (shown once; also in {}):", token_file.display());
+            println!(
+                "xtask: administrator API token (shown once; also in {}):",
+                token_file.display()
+            );
             println!("{token}");
         }
-        409 => println!("xtask: the administrator API token was created on first start: {}", token_file.display()),
+        409 => println!(
+            "xtask: the administrator API token was created on first start: {}",
+            token_file.display()
+        ),
         _ => anyhow::bail!("bootstrap answered {status}: {body}"),
     }
     Ok(())
 }
 
-fn wait_until_listening(addr: SocketAddr, mut host_running: impl FnMut() -> bool) -> anyhow::Result<()> {
+fn wait_until_listening(
+    addr: SocketAddr,
+    mut host_running: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         if !host_running() {
@@ -89,7 +99,10 @@ pub(crate) fn post(addr: SocketAddr, path: &str, secret: &str) -> anyhow::Result
         .nth(1)
         .and_then(|code| code.parse().ok())
         .context("a malformed HTTP response")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or("");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or("");
     Ok((status, decode_chunked(body)))
 }
 
@@ -99,8 +112,12 @@ fn decode_chunked(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     loop {
-        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_string() };
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_string();
+        };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
         if size == 0 || after.len() < size {
             return if size == 0 { out } else { body.to_string() };
         }
@@ -112,7 +129,11 @@ fn decode_chunked(body: &str) -> String {
 /// `"name": "value"` from a flat JSON object (enough for the bootstrap answer).
 pub(crate) fn json_string_field(body: &str, name: &str) -> Option<String> {
     let start = body.find(&format!("\"{name}\""))? + name.len() + 2;
-    let rest = body[start..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let rest = body[start..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
     Some(rest[..rest.find('"')?].to_string())
 }
 
@@ -137,7 +158,10 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_decoded_and_plain_ones_kept() {
-        assert_eq!(decode_chunked("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
+        assert_eq!(
+            decode_chunked("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            "hello world"
+        );
         assert_eq!(decode_chunked("{\"a\":1}"), "{\"a\":1}");
     }
 

@@ -32,10 +32,26 @@ pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
     // gyre-domain's tests run its SQL on rusqlite: its dev-dependency on itself turns the
     // `rusqlite` feature on, so no flag is needed here.
     let mut domain = project.cargo();
-    domain.args(["test", "--release", "-p", "gyre-domain", "-p", "gyre-component"]);
+    domain.args([
+        "test",
+        "--release",
+        "-p",
+        "gyre-domain",
+        "-p",
+        "gyre-component",
+    ]);
     let mut host_and_tools = project.cargo();
     host_and_tools.args(["test", "--release"]);
-    host_and_tools.args(["-p", "gyre-host", "-p", "xtask", "-p", "gyre-loadgen"]);
+    host_and_tools.args([
+        "-p",
+        "gyre-host",
+        "-p",
+        "gyre-ingest-bridge",
+        "-p",
+        "xtask",
+        "-p",
+        "gyre-loadgen",
+    ]);
     let mut end_to_end = project.cargo();
     end_to_end.args(["test", "--release", "-p", "gyre-tests"]);
     let steps = [
@@ -44,7 +60,7 @@ pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
             command: domain,
         },
         Step {
-            name: "unit tests: gyre-host, xtask, gyre-loadgen",
+            name: "unit tests: gyre-host, gyre-ingest-bridge, xtask, gyre-loadgen",
             command: host_and_tools,
         },
         Step {

@@ -36,11 +36,15 @@ pub fn run(project: &Project, host_args: &[String]) -> anyhow::Result<ExitCode> 
     match listen.parse::<std::net::SocketAddr>() {
         Ok(addr) if addr.port() != 0 => {
             let host_running = || matches!(host.try_wait(), Ok(None));
-            if let Err(err) = bootstrap::administrator_token(addr, &state_dir, &secret, host_running) {
+            if let Err(err) =
+                bootstrap::administrator_token(addr, &state_dir, &secret, host_running)
+            {
                 eprintln!("xtask: could not bootstrap the administrator token: {err:#}");
             }
         }
-        _ => eprintln!("xtask: --listen {listen} names no fixed address; skipping the token bootstrap"),
+        _ => eprintln!(
+            "xtask: --listen {listen} names no fixed address; skipping the token bootstrap"
+        ),
     }
 
     // TODO(bridge): once gyre-ingest-bridge has its command line, start it here as a second
@@ -60,7 +64,8 @@ fn flag_value<'a>(command_line: &'a [String], flag: &str) -> Option<&'a str> {
         if arg == flag {
             command_line.get(idx + 1).map(String::as_str)
         } else {
-            arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('='))
+            arg.strip_prefix(flag)
+                .and_then(|rest| rest.strip_prefix('='))
         }
     })
 }

@@ -1,0 +1,24 @@
+//! The device gateway: MQTT 3.1.1 over TLS in the IoT Hub and DPS dialect, batching telemetry
+//! into the Spin application's ingest component.
+//!
+//! Code map, in the order a packet meets the layers (mini-redis's layering; see
+//! `shared/STYLE.md`, "MQTT bridge"):
+//!
+//! - [`codec`]: MQTT 3.1.1 packets as values. `check` (is a whole frame buffered, is it too
+//!   large), `parse` (every field validated, payloads as zero-copy `Bytes`) and `encode`. No IO.
+//! - `connection` (not yet written): the TLS stream and its read buffer; `read_packet` and
+//!   `write_packet`. The only code that touches the socket.
+//! - `session` (not yet written): per-client state: CONNECT authentication, keep-alive, QoS 1
+//!   acknowledgements, session takeover keyed by endpoint kind and client id.
+//! - `router` (not yet written): topic to domain message, through the shared domain crate's
+//!   parsers.
+//! - `batcher` (not yet written): the pure flush policy (size or age) and the task that owns the
+//!   buffer.
+//! - `upstream` (not yet written): the HTTP client to the ingest component: retry with backoff,
+//!   an idempotency key per batch.
+//! - `shutdown` (not yet written): stop accepting, notify sessions, flush, wait with a deadline.
+//!
+//! **Architecture Invariant:** the bridge never touches storage; it only calls the Spin
+//! application over HTTP.
+
+pub mod codec;
