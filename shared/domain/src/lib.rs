@@ -16,6 +16,7 @@ pub mod device;
 pub mod dtdl;
 pub mod enrollment;
 pub mod group;
+pub mod mqtt;
 pub mod percent;
 pub mod query;
 pub mod store;
