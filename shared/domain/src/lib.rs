@@ -15,6 +15,7 @@ pub mod auth;
 pub mod device;
 pub mod dtdl;
 pub mod enrollment;
+pub mod ingest;
 pub mod group;
 pub mod mqtt;
 pub mod percent;
