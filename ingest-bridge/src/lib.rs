@@ -12,13 +12,15 @@
 //!   acknowledgements, session takeover keyed by endpoint kind and client id.
 //! - `router` (not yet written): topic to domain message, through the shared domain crate's
 //!   parsers.
-//! - `batcher` (not yet written): the pure flush policy (size or age) and the task that owns the
-//!   buffer.
-//! - `upstream` (not yet written): the HTTP client to the ingest component: retry with backoff,
-//!   an idempotency key per batch.
+//! - [`batcher`]: the pure flush policy (size or age) and the task that owns the buffer; sessions
+//!   submit over a bounded channel and PUBACK only when the message's batch was committed.
+//! - [`upstream`]: the HTTP client to the ingest component: retry with backoff and jitter, a
+//!   random UUID batch id as the idempotency key; the `Upstream` trait is the batcher's seam.
 //! - `shutdown` (not yet written): stop accepting, notify sessions, flush, wait with a deadline.
 //!
 //! **Architecture Invariant:** the bridge never touches storage; it only calls the Spin
 //! application over HTTP.
 
+pub mod batcher;
 pub mod codec;
+pub mod upstream;
