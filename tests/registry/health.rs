@@ -36,3 +36,32 @@ fn internal_endpoints_refuse_api_tokens_and_wrong_secrets() {
     );
     expect_error(&wrong, 401);
 }
+
+#[test]
+fn the_bridge_learns_whether_a_device_may_connect_and_with_which_keys() {
+    let gyre = Gyre::start();
+    let admin = gyre.admin();
+    let created = admin.put("/api/devices/thermostat-1", serde_json::json!({"displayName": "T1"}));
+    assert_eq!(created.status, 200, "{}", created.body);
+    let credentials = admin.get("/api/devices/thermostat-1/credentials").json();
+    let path = "/internal/registry/devices/thermostat-1/connection";
+    let secret = [("x-gyre-internal-secret", gyre.internal_secret())];
+
+    let connection = gyre.host().request_with_headers("GET", path, &secret, b"");
+    assert_eq!(connection.status, 200, "{}", connection.body);
+    let connection = connection.json();
+    assert_eq!(connection["mayConnect"], true);
+    assert_eq!(connection["keys"][0], credentials["symmetricKey"]["primaryKey"]);
+    assert_eq!(connection["keys"][1], credentials["symmetricKey"]["secondaryKey"]);
+
+    // Blocked: the bridge must refuse it.
+    let blocked = admin.patch("/api/devices/thermostat-1", serde_json::json!({"enabled": false}));
+    assert_eq!(blocked.status, 200, "{}", blocked.body);
+    let connection = gyre.host().request_with_headers("GET", path, &secret, b"").json();
+    assert_eq!(connection["mayConnect"], false);
+
+    // Only the internal secret opens it; unknown devices are 404.
+    expect_error(&gyre.admin().get(path), 401);
+    let unknown = gyre.host().request_with_headers("GET", "/internal/registry/devices/nope/connection", &secret, b"");
+    expect_error(&unknown, 404);
+}

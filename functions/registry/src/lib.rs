@@ -23,6 +23,7 @@ mod device_properties;
 mod device_templates;
 mod devices;
 mod enrollment_groups;
+mod internal;
 mod openapi;
 mod roles;
 
@@ -46,6 +47,7 @@ fn routes() -> Router {
     roles::routes(&mut router);
     openapi::routes(&mut router);
     bootstrap::routes(&mut router);
+    internal::routes(&mut router);
     router.any("/*", api(route_not_found));
     router
 }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bridge;
 pub mod device;
 pub mod dtdl;
 pub mod enrollment;

@@ -1,0 +1,53 @@
+//! The registry's side of the contract with the device bridge (besides ingest, see
+//! [`crate::ingest`]): what the bridge asks before it accepts a device's connection.
+//!
+//! `GET /internal/registry/devices/{deviceId}/connection` (internal secret) answers a
+//! [`DeviceConnection`]; the bridge verifies the device's SAS token against its keys
+//! ([`crate::mqtt`]) and refuses a device that may not connect. Not owned here: the token rules
+//! themselves, or how the bridge caches the answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::{Device, DeviceStatus};
+use crate::enrollment::SymmetricKeys;
+
+/// What the bridge needs to admit or refuse a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceConnection {
+    pub device_id: String,
+    /// Whether the device may connect now: provisioned (or registered through the API), not
+    /// blocked, not waiting for approval.
+    pub may_connect: bool,
+    /// The keys a SAS token may be signed with (primary, secondary); empty without keys.
+    pub keys: Vec<String>,
+    /// The template the device was assigned, for validating what it sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+impl DeviceConnection {
+    /// The answer for `device`, connecting with `keys` (its own or derived from its group).
+    pub fn new(device: &Device, keys: Option<&SymmetricKeys>) -> DeviceConnection {
+        let may_connect = matches!(
+            device.status(),
+            DeviceStatus::Registered | DeviceStatus::Provisioned
+        );
+        DeviceConnection {
+            device_id: device.id.as_str().to_owned(),
+            may_connect,
+            keys: keys
+                .map(|keys| {
+                    vec![
+                        keys.primary.as_str().to_owned(),
+                        keys.secondary.as_str().to_owned(),
+                    ]
+                })
+                .unwrap_or_default(),
+            template: device
+                .template
+                .as_ref()
+                .map(|template| template.as_str().to_owned()),
+        }
+    }
+}
