@@ -12,6 +12,7 @@ mod device_templates;
 mod devices;
 mod enrollment_groups;
 mod health;
+mod ingest;
 mod openapi;
 mod security;
 
@@ -50,6 +51,12 @@ impl Gyre {
 
     pub fn internal_secret(&self) -> &str {
         &self.internal_secret
+    }
+
+    /// The application's SQLite database (label `default`), for tests that read what a
+    /// component stored without an API for it yet.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self.host.app().state_dir().join("sqlite_db.db")
     }
 
     /// The bootstrap administrator.
@@ -100,8 +107,10 @@ pub fn role_id(name: &str) -> String {
 fn repo_manifest() -> String {
     let text = std::fs::read_to_string(gyre_tests::repo_root().join("spin.toml")).expect("read spin.toml");
     let target = gyre_tests::target_dir();
-    let registry = target.join("wasm32-wasip2/release/gyre_registry.wasm");
-    assert!(registry.is_file(), "{} is missing: run `cargo xtask build`", registry.display());
+    for wasm in ["gyre_registry.wasm", "gyre_ingest.wasm"] {
+        let path = target.join("wasm32-wasip2/release").join(wasm);
+        assert!(path.is_file(), "{} is missing: run `cargo xtask build`", path.display());
+    }
     text.replace("source = \"target/", &format!("source = \"{}/", target.display()))
 }
 

@@ -38,6 +38,17 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "device_approval",
         statements: &[DEVICES_APPROVED_COLUMN, DEVICES_BY_DISPLAY_NAME],
     },
+    Migration {
+        name: "telemetry",
+        statements: &[
+            TELEMETRY_INBOX_TABLE,
+            TELEMETRY_TABLE,
+            LAST_VALUES_TABLE,
+            CONNECTIVITY_TABLE,
+            CONNECTIVITY_BY_DEVICE,
+            INGEST_BATCHES_TABLE,
+        ],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -131,6 +142,71 @@ const DEVICES_APPROVED_COLUMN: &str = "ALTER TABLE devices ADD COLUMN approved I
 
 /// `$orderby=displayName` pages read the index in order instead of sorting every device.
 const DEVICES_BY_DISPLAY_NAME: &str = "CREATE INDEX devices_by_display_name ON devices (display_name, id)";
+
+// Telemetry (issue 4), written by the ingest component (`store::telemetry`). Ingest appends to
+// `telemetry_inbox`, whose only key is its rowid: no secondary index to maintain per message,
+// so a batch costs one b-tree append. `compact` moves inbox rows, oldest first and in bounded
+// steps, into `telemetry`, clustered by (device, enqueued time): a one-device time-range read is
+// one range scan there (plus a scan of the small inbox). Times are Unix milliseconds; `fields`
+// is the JSON object of a JSON body's top-level fields (NULL for other bodies), `unmodeled` a
+// JSON array of those the device's template does not declare as telemetry (NULL: none),
+// `properties` `{"system": {..}, "application": [[name, value], ..]}` (NULL: none), `body`
+// the payload's bytes exactly as sent.
+
+/// Messages as they arrive. AUTOINCREMENT: `seq` must never be reused once rows have moved to
+/// `telemetry` (whose key includes it), even when the inbox becomes empty.
+const TELEMETRY_INBOX_TABLE: &str = "CREATE TABLE telemetry_inbox (\
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     device_id TEXT NOT NULL, \
+     module_id TEXT, \
+     component TEXT, \
+     enqueued_at INTEGER NOT NULL, \
+     device_time INTEGER, \
+     properties TEXT, \
+     body BLOB NOT NULL, \
+     fields TEXT, \
+     unmodeled TEXT)";
+
+/// Compacted messages, clustered by device and time.
+const TELEMETRY_TABLE: &str = "CREATE TABLE telemetry (\
+     device_id TEXT NOT NULL, \
+     enqueued_at INTEGER NOT NULL, \
+     seq INTEGER NOT NULL, \
+     module_id TEXT, \
+     component TEXT, \
+     device_time INTEGER, \
+     properties TEXT, \
+     body BLOB NOT NULL, \
+     fields TEXT, \
+     unmodeled TEXT, \
+     PRIMARY KEY (device_id, enqueued_at, seq)) WITHOUT ROWID";
+
+/// The last known value of each telemetry field per device and component (`''`: the root
+/// Interface), with the enqueued time of the message that carried it.
+const LAST_VALUES_TABLE: &str = "CREATE TABLE last_values (\
+     device_id TEXT NOT NULL, \
+     component TEXT NOT NULL, \
+     name TEXT NOT NULL, \
+     value TEXT NOT NULL, \
+     enqueued_at INTEGER NOT NULL, \
+     PRIMARY KEY (device_id, component, name)) WITHOUT ROWID";
+
+/// Connects and disconnects as the bridge saw them (`kind`: `connected` | `disconnected`).
+const CONNECTIVITY_TABLE: &str = "CREATE TABLE connectivity (\
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     device_id TEXT NOT NULL, \
+     kind TEXT NOT NULL, \
+     at INTEGER NOT NULL)";
+
+/// A device's connectivity history reads only that device's rows (events are few per device).
+const CONNECTIVITY_BY_DEVICE: &str = "CREATE INDEX connectivity_by_device ON connectivity (device_id, at)";
+
+/// Batch ids already applied, for idempotent retries by the bridge.
+const INGEST_BATCHES_TABLE: &str = "CREATE TABLE ingest_batches (\
+     batch_id TEXT PRIMARY KEY, \
+     at INTEGER NOT NULL, \
+     n_messages INTEGER NOT NULL, \
+     n_events INTEGER NOT NULL) WITHOUT ROWID";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);

@@ -18,6 +18,7 @@ pub mod devices;
 pub mod enrollment_groups;
 mod migrations;
 pub mod settings;
+pub mod telemetry;
 #[cfg(feature = "rusqlite")]
 mod rusqlite;
 #[cfg(all(test, feature = "rusqlite"))]

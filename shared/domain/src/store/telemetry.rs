@@ -1,0 +1,1010 @@
+//! Telemetry storage: the ingest batch written in one transaction ([`apply_batch`]), the
+//! inbox compacted into the per-device table ([`compact`]), and the reads ([`series`],
+//! [`last_values`], [`connectivity`]).
+//!
+//! Layout (see the `telemetry` migration): messages are appended to `telemetry_inbox` (rowid
+//! key only, so ingest maintains no secondary index), and [`compact`] later moves them, oldest
+//! first and at most `max_rows` per call, into `telemetry`, a WITHOUT ROWID table keyed by
+//! (device, enqueued time, seq). A row is in exactly one of the two tables at any time (the move
+//! is one transaction), and [`series`] reads both, so reads are right before compaction.
+//!
+//! What a batch writes, all in one `BEGIN IMMEDIATE` transaction:
+//! - `ingest_batches`: the batch id; a batch id seen before writes nothing and answers
+//!   `duplicate: true` (the bridge retries batches whose answer it lost).
+//! - `telemetry_inbox`: one row per message, the body exactly as sent. A body is read as JSON
+//!   unless `$.ct` names a non-JSON type or `$.ce` a non-UTF-8 encoding; a JSON object's
+//!   top-level fields become `fields`, and those the device's template does not declare as
+//!   telemetry of the message's component (`$.sub`) are listed in `unmodeled` (a device without
+//!   a template, or unknown, has every field unmodeled). Fields are kept either way.
+//! - `last_values`: per (device, component, field), the value of the newest message by
+//!   enqueued time; an older message (a late retry) never overwrites a newer value.
+//! - `connectivity`: one row per connect or disconnect event.
+//! - `devices.provisioned = 1` for registered devices that sent a message or connected.
+//!   Unknown device ids keep their rows but create no device. The device's etag is left
+//!   alone: `provisioned` is not something a client can write or make conditional.
+//!
+//! Not owned here: the wire contract (`crate::ingest`), when compaction runs (the caller).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use super::{Rows, Sql, StoreError, Value};
+use crate::dtdl::DeviceModel;
+use crate::ingest::{ConnectivityKind, DeviceMessage, IngestBatch, IngestResult};
+use crate::time::Timestamp;
+
+/// Longest batch id and device id accepted (IoT Hub device ids are at most 128 characters).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Rows per multi-row INSERT: fewer statements (and host calls in Spin) per batch, well under
+/// SQLite's 32,766 parameters.
+const INSERT_CHUNK: usize = 64;
+
+/// Why [`apply_batch`] refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The batch breaks the contract (bad base64, empty or overlong ids); nothing was written.
+    #[error("{message}")]
+    Invalid { message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One stored message, as [`series`] returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryRow {
+    pub seq: i64,
+    pub device_id: String,
+    pub module_id: Option<String>,
+    /// `$.sub`; `None` for the root Interface.
+    pub component: Option<String>,
+    pub enqueued_at: i64,
+    /// `iothub-creation-time-utc` (or `$.ctime`) when the device set it, Unix milliseconds.
+    pub device_time: Option<i64>,
+    /// `{"system": {..}, "application": [[name, value], ..]}`; `None` when the message had none.
+    pub properties: Option<serde_json::Value>,
+    pub body: Vec<u8>,
+    /// The top-level fields of a JSON object body.
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Fields the device's template does not model.
+    pub unmodeled: Vec<String>,
+}
+
+/// A last known value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastValue {
+    /// `""` for the root Interface.
+    pub component: String,
+    pub name: String,
+    pub value: serde_json::Value,
+    pub enqueued_at: i64,
+}
+
+/// A decoded message, ready to store.
+struct Incoming<'a> {
+    message: &'a DeviceMessage,
+    component: Option<&'a str>,
+    device_time: Option<i64>,
+    properties: Option<String>,
+    body: Vec<u8>,
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Writes `batch` in one transaction (see the module docs). `now` is recorded with the batch id.
+pub fn apply_batch<S: Sql>(
+    sql: &mut S,
+    batch: &IngestBatch,
+    now: Timestamp,
+) -> Result<IngestResult, IngestError> {
+    let incoming = decode(batch)?;
+    let n_messages = u32::try_from(incoming.len()).unwrap_or(u32::MAX);
+    let n_events = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
+    sql.transaction(|tx| {
+        const CLAIM: &str = "INSERT INTO ingest_batches (batch_id, at, n_messages, n_events) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id";
+        let claimed = tx.execute(
+            CLAIM,
+            &[
+                Value::Text(batch.batch_id.clone()),
+                Value::Integer(now.unix_millis()),
+                Value::Integer(i64::from(n_messages)),
+                Value::Integer(i64::from(n_events)),
+            ],
+        )?;
+        if claimed.rows.is_empty() {
+            return Ok(IngestResult {
+                batch_id: batch.batch_id.clone(),
+                n_messages: 0,
+                n_events: 0,
+                duplicate: true,
+            });
+        }
+        let known = known_devices(tx, batch)?;
+        insert_inbox(tx, &incoming, &known)?;
+        upsert_last_values(tx, &incoming)?;
+        insert_connectivity(tx, batch)?;
+        mark_provisioned(tx, batch, &known)?;
+        Ok(IngestResult {
+            batch_id: batch.batch_id.clone(),
+            n_messages,
+            n_events,
+            duplicate: false,
+        })
+    })
+}
+
+/// Moves up to `max_rows` of the oldest inbox rows into `telemetry`, in one transaction.
+/// Returns how many moved (0: the inbox is empty).
+pub fn compact<S: Sql>(sql: &mut S, max_rows: u32) -> Result<u64, StoreError> {
+    if max_rows == 0 {
+        return Ok(0);
+    }
+    sql.transaction(|tx| {
+        const BOUNDS: &str = "SELECT count(*), max(seq) FROM \
+             (SELECT seq FROM telemetry_inbox ORDER BY seq LIMIT ?1)";
+        let rows = tx.execute(BOUNDS, &[Value::Integer(i64::from(max_rows))])?;
+        let row = rows.rows.first().ok_or_else(|| unexpected(BOUNDS, &rows))?;
+        let (Some(count), Some(last)) = (row[0].as_integer(), row[1].as_integer()) else {
+            return Ok(0);
+        };
+        // Sorted by the target key, so the b-tree is filled device range by device range.
+        tx.execute(
+            "INSERT INTO telemetry (device_id, enqueued_at, seq, module_id, component, \
+             device_time, properties, body, fields, unmodeled) \
+             SELECT device_id, enqueued_at, seq, module_id, component, device_time, properties, \
+             body, fields, unmodeled FROM telemetry_inbox WHERE seq <= ?1 \
+             ORDER BY device_id, enqueued_at, seq",
+            &[Value::Integer(last)],
+        )?;
+        tx.execute(
+            "DELETE FROM telemetry_inbox WHERE seq <= ?1",
+            &[Value::Integer(last)],
+        )?;
+        Ok(count as u64)
+    })
+}
+
+/// Rows waiting in the inbox, in O(1): the inbox's `seq`s are contiguous (rows are appended
+/// with increasing `seq` and removed from the low end only), so this is `max - min + 1`.
+pub fn inbox_len<S: Sql>(sql: &mut S) -> Result<u64, StoreError> {
+    const SPAN: &str = "SELECT max(seq) - min(seq) + 1 FROM telemetry_inbox";
+    let rows = sql.execute(SPAN, &[])?;
+    match rows.scalar() {
+        Some(Value::Integer(n)) => Ok(*n as u64),
+        Some(Value::Null) => Ok(0),
+        _ => Err(unexpected(SPAN, &rows)),
+    }
+}
+
+/// Up to `limit` messages of `device_id` enqueued in `[from, to)`, oldest first, from the
+/// compacted table and the inbox together. The inbox part is a scan of the inbox, which
+/// compaction keeps small.
+pub fn series<S: Sql>(
+    sql: &mut S,
+    device_id: &str,
+    from: i64,
+    to: i64,
+    limit: u32,
+) -> Result<Vec<TelemetryRow>, StoreError> {
+    const COLUMNS: &str = "seq, device_id, module_id, component, enqueued_at, device_time, \
+         properties, body, fields, unmodeled";
+    let compacted = format!(
+        "SELECT {COLUMNS} FROM telemetry WHERE device_id = ?1 AND enqueued_at >= ?2 \
+         AND enqueued_at < ?3 ORDER BY enqueued_at, seq LIMIT ?4"
+    );
+    let inbox = format!(
+        "SELECT {COLUMNS} FROM telemetry_inbox WHERE device_id = ?1 AND enqueued_at >= ?2 \
+         AND enqueued_at < ?3 ORDER BY enqueued_at, seq LIMIT ?4"
+    );
+    let params = [
+        Value::Text(device_id.to_owned()),
+        Value::Integer(from),
+        Value::Integer(to),
+        Value::Integer(i64::from(limit)),
+    ];
+    // Both reads in one transaction: a compaction between them could otherwise move a row
+    // from the inbox into the range already read.
+    let (a, b) = sql.transaction(|tx| {
+        let a = tx.execute(&compacted, &params)?;
+        let b = tx.execute(&inbox, &params)?;
+        Ok::<_, StoreError>((a, b))
+    })?;
+    let mut out = Vec::with_capacity(a.rows.len() + b.rows.len());
+    for row in a.rows.into_iter().chain(b.rows) {
+        out.push(row_from(row)?);
+    }
+    out.sort_by_key(|row| (row.enqueued_at, row.seq));
+    out.truncate(limit as usize);
+    Ok(out)
+}
+
+/// The last known values of `device_id`, by component and name.
+pub fn last_values<S: Sql>(sql: &mut S, device_id: &str) -> Result<Vec<LastValue>, StoreError> {
+    const GET: &str = "SELECT component, name, value, enqueued_at FROM last_values \
+         WHERE device_id = ?1 ORDER BY component, name";
+    let rows = sql.execute(GET, &[Value::Text(device_id.to_owned())])?;
+    let mut out = Vec::with_capacity(rows.rows.len());
+    for row in &rows.rows {
+        match (&row[0], &row[1], &row[2], &row[3]) {
+            (Value::Text(component), Value::Text(name), Value::Text(value), Value::Integer(at)) => {
+                out.push(LastValue {
+                    component: component.clone(),
+                    name: name.clone(),
+                    value: serde_json::from_str(value).map_err(|err| {
+                        StoreError::UnexpectedResult {
+                            statement: GET,
+                            detail: format!("value is not JSON: {err}"),
+                        }
+                    })?,
+                    enqueued_at: *at,
+                })
+            }
+            _ => return Err(unexpected(GET, &rows)),
+        }
+    }
+    Ok(out)
+}
+
+/// A device's connectivity history, oldest first: `(kind, at)`.
+pub fn connectivity<S: Sql>(
+    sql: &mut S,
+    device_id: &str,
+) -> Result<Vec<(ConnectivityKind, i64)>, StoreError> {
+    const GET: &str = "SELECT kind, at FROM connectivity WHERE device_id = ?1 ORDER BY at, seq";
+    let rows = sql.execute(GET, &[Value::Text(device_id.to_owned())])?;
+    rows.rows
+        .iter()
+        .map(|row| match (&row[0], &row[1]) {
+            (Value::Text(kind), Value::Integer(at)) if kind == "connected" => {
+                Ok((ConnectivityKind::Connected, *at))
+            }
+            (Value::Text(kind), Value::Integer(at)) if kind == "disconnected" => {
+                Ok((ConnectivityKind::Disconnected, *at))
+            }
+            _ => Err(unexpected(GET, &rows)),
+        })
+        .collect()
+}
+
+// ---- decoding (pure) ----
+
+fn decode(batch: &IngestBatch) -> Result<Vec<Incoming<'_>>, IngestError> {
+    check_id("batchId", &batch.batch_id)?;
+    for event in &batch.events {
+        check_id("events[].deviceId", &event.device_id)?;
+    }
+    batch
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(index, message)| {
+            check_id("messages[].deviceId", &message.device_id)?;
+            let body = BASE64
+                .decode(&message.body)
+                .map_err(|err| IngestError::Invalid {
+                    message: format!("messages[{index}].body is not base64: {err}"),
+                })?;
+            let system = &message.system_properties;
+            let fields = if looks_like_json(system) {
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(serde_json::Value::Object(fields)) => Some(fields),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let device_time = system
+                .get("$.ctime")
+                .map(String::as_str)
+                .or_else(|| {
+                    message
+                        .application_properties
+                        .iter()
+                        .find(|(name, _)| name == "iothub-creation-time-utc")
+                        .map(|(_, value)| value.as_str())
+                })
+                .and_then(parse_rfc3339_millis);
+            let properties = if system.is_empty() && message.application_properties.is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::json!({
+                        "system": system,
+                        "application": message.application_properties,
+                    })
+                    .to_string(),
+                )
+            };
+            Ok(Incoming {
+                message,
+                component: system
+                    .get("$.sub")
+                    .map(String::as_str)
+                    .filter(|sub| !sub.is_empty()),
+                device_time,
+                properties,
+                body,
+                fields,
+            })
+        })
+        .collect()
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), IngestError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(IngestError::Invalid {
+            message: format!("{what} must be 1 to {MAX_ID_LEN} bytes long"),
+        });
+    }
+    Ok(())
+}
+
+/// Whether to try the body as JSON: yes unless the content type names something else or the
+/// encoding is not UTF-8 (the SDKs send neither by default).
+fn looks_like_json(system: &BTreeMap<String, String>) -> bool {
+    let content_type_ok = system
+        .get("$.ct")
+        .map(|ct| ct.to_ascii_lowercase().contains("json"))
+        .unwrap_or(true);
+    let encoding_ok = system
+        .get("$.ce")
+        .map(|ce| matches!(ce.to_ascii_lowercase().as_str(), "utf-8" | "utf8"))
+        .unwrap_or(true);
+    content_type_ok && encoding_ok
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` to Unix milliseconds; `None` if it is not that.
+fn parse_rfc3339_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(range)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0i64;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
+        millis = padded.parse().ok()?;
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let h: i64 = rest[1..3].parse().ok()?;
+            let m: i64 = rest[4..6].parse().ok()?;
+            sign * (h * 60 + m)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+// ---- writing ----
+
+/// The registered devices of a batch: whether each is provisioned, and its template's model.
+struct Known {
+    /// Device id → (provisioned, template id).
+    devices: BTreeMap<String, (bool, Option<String>)>,
+    /// Template id → its model, when it parses. Parsed once per template, for this batch only.
+    models: BTreeMap<String, DeviceModel>,
+}
+
+impl Known {
+    fn model(&self, device_id: &str) -> Option<&DeviceModel> {
+        let (_, template) = self.devices.get(device_id)?;
+        self.models.get(template.as_ref()?)
+    }
+}
+
+fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, StoreError> {
+    const DEVICE: &str = "SELECT provisioned, template FROM devices WHERE id = ?1";
+    const TEMPLATE: &str = "SELECT capability_model FROM device_templates WHERE id = ?1";
+    let ids: BTreeSet<&str> = batch
+        .messages
+        .iter()
+        .map(|m| m.device_id.as_str())
+        .chain(batch.events.iter().map(|e| e.device_id.as_str()))
+        .collect();
+    let mut known = Known {
+        devices: BTreeMap::new(),
+        models: BTreeMap::new(),
+    };
+    let mut tried = BTreeSet::new();
+    for id in ids {
+        let rows = tx.execute(DEVICE, &[Value::Text(id.to_owned())])?;
+        let Some(row) = rows.rows.first() else {
+            continue;
+        };
+        let provisioned = row[0].as_integer().unwrap_or(0) != 0;
+        let template = row[1].as_text().map(str::to_owned);
+        if let Some(template) = &template {
+            if tried.insert(template.clone()) {
+                let rows = tx.execute(TEMPLATE, &[Value::Text(template.clone())])?;
+                let model = rows
+                    .scalar()
+                    .and_then(Value::as_text)
+                    .and_then(|text| serde_json::from_str(text).ok())
+                    .and_then(|json| DeviceModel::parse(&json).ok());
+                if let Some(model) = model {
+                    known.models.insert(template.clone(), model);
+                }
+            }
+        }
+        known.devices.insert(id.to_owned(), (provisioned, template));
+    }
+    Ok(known)
+}
+
+fn insert_inbox<S: Sql>(
+    tx: &mut S,
+    incoming: &[Incoming<'_>],
+    known: &Known,
+) -> Result<(), StoreError> {
+    const COLUMNS: usize = 9;
+    for chunk in incoming.chunks(INSERT_CHUNK) {
+        let mut statement = String::from(
+            "INSERT INTO telemetry_inbox (device_id, module_id, component, enqueued_at, \
+             device_time, properties, body, fields, unmodeled) VALUES ",
+        );
+        let mut params = Vec::with_capacity(chunk.len() * COLUMNS);
+        for (i, message) in chunk.iter().enumerate() {
+            if i > 0 {
+                statement.push_str(", ");
+            }
+            statement.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            let model = known.model(&message.message.device_id);
+            let unmodeled: Vec<&str> = message
+                .fields
+                .iter()
+                .flat_map(|fields| fields.keys())
+                .filter(|name| {
+                    model
+                        .and_then(|m| m.telemetry(message.component, name))
+                        .is_none()
+                })
+                .map(String::as_str)
+                .collect();
+            params.extend([
+                Value::Text(message.message.device_id.clone()),
+                opt_text(message.message.module_id.as_deref()),
+                opt_text(message.component),
+                Value::Integer(message.message.enqueued_at),
+                message.device_time.map_or(Value::Null, Value::Integer),
+                opt_text(message.properties.as_deref()),
+                Value::Blob(message.body.clone()),
+                match &message.fields {
+                    Some(fields) => Value::Text(serde_json::to_string(fields).unwrap_or_default()),
+                    None => Value::Null,
+                },
+                if unmodeled.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Text(serde_json::json!(unmodeled).to_string())
+                },
+            ]);
+        }
+        tx.execute(&statement, &params)?;
+    }
+    Ok(())
+}
+
+fn upsert_last_values<S: Sql>(tx: &mut S, incoming: &[Incoming<'_>]) -> Result<(), StoreError> {
+    // The newest value per key within the batch (later in the batch wins a tie), so each key
+    // is written once per batch.
+    let mut latest: BTreeMap<(&str, &str, &str), (&serde_json::Value, i64)> = BTreeMap::new();
+    for message in incoming {
+        let Some(fields) = &message.fields else {
+            continue;
+        };
+        let at = message.message.enqueued_at;
+        for (name, value) in fields {
+            let key = (
+                message.message.device_id.as_str(),
+                message.component.unwrap_or(""),
+                name.as_str(),
+            );
+            match latest.get(&key) {
+                Some((_, seen)) if *seen > at => {}
+                _ => {
+                    latest.insert(key, (value, at));
+                }
+            }
+        }
+    }
+    let entries: Vec<_> = latest.into_iter().collect();
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        let mut statement = String::from(
+            "INSERT INTO last_values (device_id, component, name, value, enqueued_at) VALUES ",
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 5);
+        for (i, ((device, component, name), (value, at))) in chunk.iter().enumerate() {
+            if i > 0 {
+                statement.push_str(", ");
+            }
+            statement.push_str("(?, ?, ?, ?, ?)");
+            params.extend([
+                Value::Text((*device).to_owned()),
+                Value::Text((*component).to_owned()),
+                Value::Text((*name).to_owned()),
+                Value::Text(value.to_string()),
+                Value::Integer(*at),
+            ]);
+        }
+        statement.push_str(
+            " ON CONFLICT (device_id, component, name) DO UPDATE SET value = excluded.value, \
+             enqueued_at = excluded.enqueued_at WHERE excluded.enqueued_at >= last_values.enqueued_at",
+        );
+        tx.execute(&statement, &params)?;
+    }
+    Ok(())
+}
+
+fn insert_connectivity<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<(), StoreError> {
+    for chunk in batch.events.chunks(INSERT_CHUNK) {
+        let mut statement = String::from("INSERT INTO connectivity (device_id, kind, at) VALUES ");
+        let mut params = Vec::with_capacity(chunk.len() * 3);
+        for (i, event) in chunk.iter().enumerate() {
+            if i > 0 {
+                statement.push_str(", ");
+            }
+            statement.push_str("(?, ?, ?)");
+            params.extend([
+                Value::Text(event.device_id.clone()),
+                Value::Text(
+                    match event.kind {
+                        ConnectivityKind::Connected => "connected",
+                        ConnectivityKind::Disconnected => "disconnected",
+                    }
+                    .to_owned(),
+                ),
+                Value::Integer(event.at),
+            ]);
+        }
+        tx.execute(&statement, &params)?;
+    }
+    Ok(())
+}
+
+fn mark_provisioned<S: Sql>(
+    tx: &mut S,
+    batch: &IngestBatch,
+    known: &Known,
+) -> Result<(), StoreError> {
+    let active: BTreeSet<&str> = batch
+        .messages
+        .iter()
+        .map(|m| m.device_id.as_str())
+        .chain(
+            batch
+                .events
+                .iter()
+                .filter(|e| e.kind == ConnectivityKind::Connected)
+                .map(|e| e.device_id.as_str()),
+        )
+        .filter(|id| matches!(known.devices.get(*id), Some((false, _))))
+        .collect();
+    for id in active {
+        tx.execute(
+            "UPDATE devices SET provisioned = 1 WHERE id = ?1 AND provisioned = 0",
+            &[Value::Text(id.to_owned())],
+        )?;
+    }
+    Ok(())
+}
+
+// ---- reading ----
+
+fn row_from(row: Vec<Value>) -> Result<TelemetryRow, StoreError> {
+    const WHAT: &str = "telemetry row";
+    let bad = |detail: &str| StoreError::UnexpectedResult {
+        statement: WHAT,
+        detail: detail.to_owned(),
+    };
+    let mut it = row.into_iter();
+    let mut next = || it.next().ok_or_else(|| bad("too few columns"));
+    let seq = next()?.as_integer().ok_or_else(|| bad("seq"))?;
+    let device_id = text(next()?).ok_or_else(|| bad("device_id"))?;
+    let module_id = text(next()?);
+    let component = text(next()?);
+    let enqueued_at = next()?.as_integer().ok_or_else(|| bad("enqueued_at"))?;
+    let device_time = next()?.as_integer();
+    let properties = text(next()?).and_then(|t| serde_json::from_str(&t).ok());
+    let body = match next()? {
+        Value::Blob(body) => body,
+        Value::Text(body) => body.into_bytes(),
+        _ => return Err(bad("body")),
+    };
+    let fields = text(next()?).and_then(|t| serde_json::from_str(&t).ok());
+    let unmodeled = text(next()?)
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    Ok(TelemetryRow {
+        seq,
+        device_id,
+        module_id,
+        component,
+        enqueued_at,
+        device_time,
+        properties,
+        body,
+        fields,
+        unmodeled,
+    })
+}
+
+fn text(value: Value) -> Option<String> {
+    match value {
+        Value::Text(text) => Some(text),
+        _ => None,
+    }
+}
+
+fn opt_text(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, |v| Value::Text(v.to_owned()))
+}
+
+fn unexpected(statement: &'static str, rows: &Rows) -> StoreError {
+    StoreError::UnexpectedResult {
+        statement,
+        detail: format!("{rows:?}"),
+    }
+}
+
+#[cfg(all(test, feature = "rusqlite"))]
+mod tests {
+    use super::*;
+    use crate::ingest::ConnectivityEvent;
+    use crate::store::{migrate, RusqliteSql};
+    use serde_json::json;
+
+    const T0: i64 = 1_764_161_225_120;
+
+    fn migrated() -> RusqliteSql {
+        let mut sql = RusqliteSql::open_in_memory().unwrap();
+        migrate(&mut sql, Timestamp::from_unix_millis(T0)).unwrap();
+        sql
+    }
+
+    /// A thermostat template (root telemetry `temp`; component `sensor` with `humidity`),
+    /// device `d1` on it (not yet provisioned), and `d2` without a template.
+    fn with_devices() -> RusqliteSql {
+        let mut sql = migrated();
+        let model = json!({
+            "@id": "dtmi:com:example:Thermostat;1",
+            "@type": "Interface",
+            "@context": "dtmi:dtdl:context;2",
+            "contents": [
+                {"@type": "Telemetry", "name": "temp", "schema": "double"},
+                {"@type": "Component", "name": "sensor", "schema": {
+                    "@id": "dtmi:com:example:Sensor;1",
+                    "@type": "Interface",
+                    "contents": [{"@type": "Telemetry", "name": "humidity", "schema": "double"}]
+                }}
+            ]
+        });
+        DeviceModel::parse(&model).expect("the test model parses");
+        sql.execute(
+            "INSERT INTO device_templates (id, etag, types, capability_model, created_at, \
+             updated_at) VALUES ('dtmi:com:example:Thermostat;1', 'e', '[]', ?1, 0, 0)",
+            &[Value::Text(model.to_string())],
+        )
+        .unwrap();
+        for (id, template) in [("d1", Some("dtmi:com:example:Thermostat;1")), ("d2", None)] {
+            sql.execute(
+                "INSERT INTO devices (id, etag, display_name, template, enabled, provisioned, \
+                 simulated, created_at, updated_at) VALUES (?1, 'e', ?1, ?2, 1, 0, 0, 0, 0)",
+                &[Value::Text(id.into()), opt_text(template)],
+            )
+            .unwrap();
+        }
+        sql
+    }
+
+    fn message(device: &str, at: i64, body: &[u8], system: &[(&str, &str)]) -> DeviceMessage {
+        DeviceMessage {
+            device_id: device.into(),
+            module_id: None,
+            enqueued_at: at,
+            system_properties: system
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            application_properties: vec![],
+            body: BASE64.encode(body),
+        }
+    }
+
+    fn batch(id: &str, messages: Vec<DeviceMessage>) -> IngestBatch {
+        IngestBatch {
+            batch_id: id.into(),
+            messages,
+            events: vec![],
+        }
+    }
+
+    fn count(sql: &mut RusqliteSql, table: &str) -> i64 {
+        sql.execute(&format!("SELECT count(*) FROM {table}"), &[])
+            .unwrap()
+            .scalar()
+            .and_then(Value::as_integer)
+            .unwrap()
+    }
+
+    fn provisioned(sql: &mut RusqliteSql, id: &str) -> i64 {
+        sql.execute(
+            "SELECT provisioned FROM devices WHERE id = ?1",
+            &[Value::Text(id.into())],
+        )
+        .unwrap()
+        .scalar()
+        .and_then(Value::as_integer)
+        .unwrap()
+    }
+
+    #[test]
+    fn a_replayed_batch_id_is_applied_once() {
+        let mut sql = with_devices();
+        let mut b = batch("b-1", vec![message("d1", T0, br#"{"temp":21.5}"#, &[])]);
+        b.events.push(ConnectivityEvent {
+            device_id: "d1".into(),
+            kind: ConnectivityKind::Connected,
+            at: T0 - 5,
+        });
+        let first = apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+        assert_eq!(
+            first,
+            IngestResult {
+                batch_id: "b-1".into(),
+                n_messages: 1,
+                n_events: 1,
+                duplicate: false
+            }
+        );
+        let again = apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0 + 1)).unwrap();
+        assert_eq!(
+            again,
+            IngestResult {
+                batch_id: "b-1".into(),
+                n_messages: 0,
+                n_events: 0,
+                duplicate: true
+            }
+        );
+        assert_eq!(count(&mut sql, "telemetry_inbox"), 1);
+        assert_eq!(count(&mut sql, "connectivity"), 1);
+        assert_eq!(
+            connectivity(&mut sql, "d1").unwrap(),
+            vec![(ConnectivityKind::Connected, T0 - 5)]
+        );
+    }
+
+    #[test]
+    fn json_and_raw_bodies_components_and_unmodeled_fields() {
+        let mut sql = with_devices();
+        let raw = [0xffu8, 0x00, 0x42];
+        let mut with_props = message(
+            "d1",
+            T0 + 2,
+            br#"{"humidity":40,"extra":true}"#,
+            &[("$.sub", "sensor"), ("$.ct", "application/json")],
+        );
+        with_props.application_properties = vec![
+            (
+                "iothub-creation-time-utc".into(),
+                "2025-11-26T12:47:05.100Z".into(),
+            ),
+            ("alert".into(), "1".into()),
+        ];
+        let b = batch(
+            "b-1",
+            vec![
+                message("d1", T0, br#"{"temp":21.5,"fan":"on"}"#, &[]),
+                message("d1", T0 + 1, &raw, &[("$.ct", "application/octet-stream")]),
+                with_props,
+                message("d1", T0 + 3, b"not json at all", &[]),
+                message("d2", T0, br#"{"temp":1}"#, &[]),
+                message("ghost", T0, br#"{"temp":2}"#, &[]),
+            ],
+        );
+        apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+        let rows = series(&mut sql, "d1", T0, T0 + 10, 100).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].fields.as_ref().unwrap()["temp"], json!(21.5));
+        assert_eq!(rows[0].unmodeled, vec!["fan".to_string()]);
+        assert_eq!(rows[1].body, raw.to_vec());
+        assert_eq!(rows[1].fields, None);
+        assert_eq!(rows[2].component.as_deref(), Some("sensor"));
+        assert_eq!(rows[2].unmodeled, vec!["extra".to_string()]);
+        assert_eq!(rows[2].device_time, Some(T0 - 20));
+        assert_eq!(
+            rows[2].properties.as_ref().unwrap()["application"][1],
+            json!(["alert", "1"])
+        );
+        assert_eq!(rows[3].body, b"not json at all".to_vec());
+        assert_eq!(rows[3].fields, None);
+        // No template: every field is unmodeled. Unknown devices keep their rows.
+        assert_eq!(
+            series(&mut sql, "d2", 0, i64::MAX, 10).unwrap()[0].unmodeled,
+            vec!["temp".to_string()]
+        );
+        assert_eq!(series(&mut sql, "ghost", 0, i64::MAX, 10).unwrap().len(), 1);
+        assert_eq!(provisioned(&mut sql, "d1"), 1);
+        assert_eq!(provisioned(&mut sql, "d2"), 1);
+        assert_eq!(
+            count(&mut sql, "devices"),
+            2,
+            "unknown ids create no device"
+        );
+    }
+
+    #[test]
+    fn last_values_move_only_forward_in_enqueued_time() {
+        let mut sql = with_devices();
+        let b = batch(
+            "b-1",
+            vec![
+                message("d1", T0 + 10, br#"{"temp":20}"#, &[]),
+                message("d1", T0 + 5, br#"{"temp":19,"fan":"on"}"#, &[]),
+                message("d1", T0 + 1, br#"{"humidity":30}"#, &[("$.sub", "sensor")]),
+            ],
+        );
+        apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+        // A late retry of older data, then newer data.
+        apply_batch(
+            &mut sql,
+            &batch("b-2", vec![message("d1", T0 + 7, br#"{"temp":18}"#, &[])]),
+            Timestamp::from_unix_millis(T0),
+        )
+        .unwrap();
+        apply_batch(
+            &mut sql,
+            &batch(
+                "b-3",
+                vec![message("d1", T0 + 20, br#"{"fan":"off"}"#, &[])],
+            ),
+            Timestamp::from_unix_millis(T0),
+        )
+        .unwrap();
+        let values: Vec<_> = last_values(&mut sql, "d1")
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.component, v.name, v.value, v.enqueued_at))
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                ("".into(), "fan".into(), json!("off"), T0 + 20),
+                ("".into(), "temp".into(), json!(20), T0 + 10),
+                ("sensor".into(), "humidity".into(), json!(30), T0 + 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn compaction_moves_bounded_steps_without_loss_or_duplication() {
+        let mut sql = with_devices();
+        for b in 0..5 {
+            let messages = (0..7)
+                .map(|i| {
+                    let device = if i % 2 == 0 { "d1" } else { "d2" };
+                    message(
+                        device,
+                        T0 + b * 100 + i,
+                        format!("{{\"temp\":{i}}}").as_bytes(),
+                        &[],
+                    )
+                })
+                .collect();
+            apply_batch(
+                &mut sql,
+                &batch(&format!("b-{b}"), messages),
+                Timestamp::from_unix_millis(T0),
+            )
+            .unwrap();
+        }
+        let before = series(&mut sql, "d1", 0, i64::MAX, 1000).unwrap();
+        assert_eq!(before.len(), 20);
+        assert_eq!(compact(&mut sql, 0).unwrap(), 0);
+        assert_eq!(compact(&mut sql, 10).unwrap(), 10);
+        assert_eq!(inbox_len(&mut sql).unwrap(), 25);
+        // Reads span both tables while compaction is under way.
+        assert_eq!(series(&mut sql, "d1", 0, i64::MAX, 1000).unwrap(), before);
+        let limited = series(&mut sql, "d1", T0 + 100, T0 + 300, 5).unwrap();
+        assert_eq!(
+            limited,
+            before
+                .iter()
+                .filter(|r| r.enqueued_at >= T0 + 100)
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(compact(&mut sql, 10).unwrap(), 10);
+        assert_eq!(compact(&mut sql, 100).unwrap(), 15);
+        assert_eq!(compact(&mut sql, 100).unwrap(), 0);
+        assert_eq!(count(&mut sql, "telemetry"), 35);
+        assert_eq!(series(&mut sql, "d1", 0, i64::MAX, 1000).unwrap(), before);
+        // New rows after an empty inbox never reuse a compacted seq.
+        apply_batch(
+            &mut sql,
+            &batch("b-late", vec![message("d1", T0, b"{}", &[])]),
+            Timestamp::from_unix_millis(T0),
+        )
+        .unwrap();
+        assert_eq!(compact(&mut sql, 100).unwrap(), 1);
+        assert_eq!(series(&mut sql, "d1", 0, i64::MAX, 1000).unwrap().len(), 21);
+    }
+
+    #[test]
+    fn a_bad_batch_writes_nothing() {
+        let mut sql = with_devices();
+        let mut bad = message("d1", T0, b"{}", &[]);
+        bad.body = "not base64!".into();
+        let b = batch("b-1", vec![message("d1", T0, b"{}", &[]), bad]);
+        assert!(matches!(
+            apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)),
+            Err(IngestError::Invalid { .. })
+        ));
+        assert!(matches!(
+            apply_batch(
+                &mut sql,
+                &batch("", vec![]),
+                Timestamp::from_unix_millis(T0)
+            ),
+            Err(IngestError::Invalid { .. })
+        ));
+        assert_eq!(count(&mut sql, "telemetry_inbox"), 0);
+        assert_eq!(count(&mut sql, "ingest_batches"), 0);
+        assert_eq!(provisioned(&mut sql, "d1"), 0);
+    }
+
+    #[test]
+    fn parses_device_times() {
+        assert_eq!(parse_rfc3339_millis("2025-11-26T12:47:05.120Z"), Some(T0));
+        assert_eq!(
+            parse_rfc3339_millis("2025-11-26T13:47:05.12+01:00"),
+            Some(T0)
+        );
+        assert_eq!(parse_rfc3339_millis("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_millis("yesterday"), None);
+        assert_eq!(parse_rfc3339_millis("2025-13-26T12:47:05Z"), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! The ingest component (issue 4): the bridge posts a batch of device messages and
+//! connectivity events to `/internal/ingest`; Gyre stores it once, however often it is retried.
+//! There is no telemetry API yet, so the tests read the database file the host writes.
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::{expect_error, Gyre};
+
+fn post_batch(gyre: &Gyre, secret: &str, body: &[u8]) -> gyre_tests::HttpResponse {
+    gyre.host().request_with_headers(
+        "POST",
+        "/internal/ingest",
+        &[
+            ("x-gyre-internal-secret", secret),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn count(db: &Connection, table: &str) -> i64 {
+    db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+/// All stored messages (inbox and compacted), oldest first: (device, component, body, fields).
+fn stored(db: &Connection) -> Vec<(String, Option<String>, Vec<u8>, Option<String>)> {
+    let mut statement = db
+        .prepare(
+            "SELECT device_id, component, body, fields, enqueued_at, seq FROM telemetry \
+             UNION ALL SELECT device_id, component, body, fields, enqueued_at, seq FROM telemetry_inbox \
+             ORDER BY enqueued_at, seq",
+        )
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_batch_is_stored_once_and_a_replay_is_a_duplicate() {
+    let gyre = Gyre::start();
+    let created = gyre.admin().put(
+        "/api/devices/thermostat-1",
+        json!({"displayName": "Thermostat 1"}),
+    );
+    assert!(matches!(created.status, 200 | 201), "{}", created.body);
+    assert_eq!(created.json()["provisioned"], json!(false));
+
+    let raw = [0xde_u8, 0xad, 0xbe, 0xef, 0x00];
+    let batch = json!({
+        "batchId": "3f1c-batch-1",
+        "messages": [
+            {"deviceId": "thermostat-1", "enqueuedAt": 1_000, "body": base64(br#"{"temp": 21.5}"#)},
+            {"deviceId": "thermostat-1", "enqueuedAt": 1_001, "systemProperties": {"$.sub": "sensor"},
+             "body": base64(br#"{"humidity": 40}"#)},
+            {"deviceId": "thermostat-1", "enqueuedAt": 1_002,
+             "systemProperties": {"$.ct": "application/octet-stream"},
+             "applicationProperties": [["kind", "raw"]], "body": base64(&raw)},
+            {"deviceId": "not-registered", "enqueuedAt": 1_003, "body": base64(b"{}")}
+        ],
+        "events": [{"deviceId": "thermostat-1", "kind": "connected", "at": 999}]
+    });
+    let body = serde_json::to_vec(&batch).unwrap();
+    let first = post_batch(&gyre, gyre.internal_secret(), &body);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        first.json(),
+        json!({"batchId": "3f1c-batch-1", "nMessages": 4, "nEvents": 1, "duplicate": false})
+    );
+    let replay = post_batch(&gyre, gyre.internal_secret(), &body);
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    assert_eq!(
+        replay.json(),
+        json!({"batchId": "3f1c-batch-1", "nMessages": 0, "nEvents": 0, "duplicate": true})
+    );
+
+    let db = Connection::open(gyre.database_path()).unwrap();
+    let rows = stored(&db);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(
+        rows[0]
+            .3
+            .as_deref()
+            .map(|f| serde_json::from_str::<Value>(f).unwrap()),
+        Some(json!({"temp": 21.5}))
+    );
+    assert_eq!(rows[1].1.as_deref(), Some("sensor"));
+    assert_eq!(
+        rows[2].2,
+        raw.to_vec(),
+        "a non-JSON body is kept as raw bytes"
+    );
+    assert_eq!(rows[2].3, None);
+    assert_eq!(rows[3].0, "not-registered");
+    assert_eq!(count(&db, "connectivity"), 1);
+    assert_eq!(count(&db, "ingest_batches"), 1);
+    let temp: String = db
+        .query_row(
+            "SELECT value FROM last_values WHERE device_id = 'thermostat-1' AND component = '' AND name = 'temp'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(temp, "21.5");
+
+    let device = gyre.admin().get("/api/devices/thermostat-1");
+    assert_eq!(device.json()["provisioned"], json!(true), "{}", device.body);
+    assert_eq!(
+        gyre.admin().get("/api/devices/not-registered").status,
+        404,
+        "unknown ids create no device"
+    );
+}
+
+#[test]
+fn a_wrong_secret_or_an_api_token_is_refused() {
+    let gyre = Gyre::start();
+    let body = serde_json::to_vec(&json!({"batchId": "b", "messages": []})).unwrap();
+    expect_error(&post_batch(&gyre, "not-the-secret", &body), 401);
+    let with_token = gyre.admin().request(
+        "POST",
+        "/internal/ingest",
+        &[("content-type", "application/json")],
+        &body,
+    );
+    expect_error(&with_token, 401);
+    let db = Connection::open(gyre.database_path()).unwrap();
+    assert_eq!(count(&db, "ingest_batches"), 0);
+}
+
+#[test]
+fn malformed_batches_are_refused_and_change_nothing() {
+    let gyre = Gyre::start();
+    let secret = gyre.internal_secret();
+    let good = json!({"deviceId": "d1", "enqueuedAt": 1, "body": base64(b"{\"t\":1}")});
+    let cases: Vec<Vec<u8>> = vec![
+        b"{not json".to_vec(),
+        serde_json::to_vec(&json!({"messages": [good]})).unwrap(),
+        serde_json::to_vec(&json!({"batchId": "b1", "messages": [good], "extra": 1})).unwrap(),
+        serde_json::to_vec(&json!({"batchId": "b1", "messages": [{"deviceId": "d1", "enqueuedAt": "soon", "body": ""}]})).unwrap(),
+        serde_json::to_vec(&json!({"batchId": "b1", "messages": [good, {"deviceId": "d1", "enqueuedAt": 2, "body": "not base64!"}]})).unwrap(),
+        serde_json::to_vec(&json!({"batchId": "", "messages": [good]})).unwrap(),
+        serde_json::to_vec(&json!({"batchId": "b1", "messages": [{"deviceId": "x'); DROP TABLE devices;--".repeat(10), "enqueuedAt": 1, "body": ""}]})).unwrap(),
+    ];
+    for body in cases {
+        let response = post_batch(&gyre, secret, &body);
+        expect_error(&response, 400);
+    }
+    let wrong_type = gyre.host().request_with_headers(
+        "POST",
+        "/internal/ingest",
+        &[
+            ("x-gyre-internal-secret", secret),
+            ("content-type", "text/plain"),
+        ],
+        b"{}",
+    );
+    expect_error(&wrong_type, 415);
+    let db = Connection::open(gyre.database_path()).unwrap();
+    for table in [
+        "ingest_batches",
+        "telemetry_inbox",
+        "telemetry",
+        "connectivity",
+        "last_values",
+    ] {
+        assert_eq!(count(&db, table), 0, "{table}");
+    }
+    assert_eq!(count(&db, "devices"), 0);
+}
+
+#[test]
+fn a_large_backlog_is_compacted_without_losing_or_duplicating_a_message() {
+    let gyre = Gyre::start();
+    for b in 0..2 {
+        let messages: Vec<Value> = (0..8_200)
+            .map(|i| json!({"deviceId": format!("d{}", i % 7), "enqueuedAt": b * 10_000 + i, "body": ""}))
+            .collect();
+        let body = serde_json::to_vec(&json!({"batchId": format!("big-{b}"), "messages": messages})).unwrap();
+        let response = post_batch(&gyre, gyre.internal_secret(), &body);
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let db = Connection::open(gyre.database_path()).unwrap();
+    // The second batch brought the inbox over the compaction step; one step moved.
+    assert_eq!(count(&db, "telemetry"), 16_384);
+    assert_eq!(count(&db, "telemetry_inbox"), 16);
+    let distinct: i64 = db
+        .query_row(
+            "SELECT count(*) FROM (SELECT seq FROM telemetry UNION SELECT seq FROM telemetry_inbox)",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(distinct, 16_400);
+}
