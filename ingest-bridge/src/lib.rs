@@ -6,12 +6,16 @@
 //!
 //! - [`codec`]: MQTT 3.1.1 packets as values. `check` (is a whole frame buffered, is it too
 //!   large), `parse` (every field validated, payloads as zero-copy `Bytes`) and `encode`. No IO.
-//! - `connection` (not yet written): the TLS stream and its read buffer; `read_packet` and
-//!   `write_packet`. The only code that touches the socket.
-//! - `session` (not yet written): per-client state: CONNECT authentication, keep-alive, QoS 1
-//!   acknowledgements, session takeover keyed by endpoint kind and client id.
-//! - `router` (not yet written): topic to domain message, through the shared domain crate's
-//!   parsers.
+//! - [`server`]: [`run`], the accept loop: a semaphore caps connections, one task per
+//!   connection, shutdown notifies every session and waits for them. Plain TCP for now; the TLS
+//!   acceptor will wrap the stream in front of `server::serve_stream`.
+//! - [`connection`]: the stream (generic, so TLS slots in) and its read buffer; `read_packet`
+//!   and `write_packet`. The only code that touches the socket.
+//! - [`session`]: per-client state: CONNECT authentication (hub dialect; DPS refused for now),
+//!   keep-alive at 1.5 times the client's value, QoS 0/1 with PUBACK after the commit,
+//!   subscriptions, session takeover keyed by endpoint kind and client id, token expiry.
+//! - [`registry`]: the HTTP client to the registry's connection endpoint, with a TTL cache.
+//! - [`router`]: topic to domain message, through the shared domain crate's parsers.
 //! - [`batcher`]: the pure flush policy (size or age) and the task that owns the buffer; sessions
 //!   submit over a bounded channel and PUBACK only when the message's batch was committed.
 //! - [`upstream`]: the HTTP client to the ingest component: retry with backoff and jitter, a
@@ -23,4 +27,11 @@
 
 pub mod batcher;
 pub mod codec;
+pub mod connection;
+pub mod registry;
+pub mod router;
+pub mod server;
+pub mod session;
 pub mod upstream;
+
+pub use server::{run, BridgeConfig};

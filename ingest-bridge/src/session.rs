@@ -1,0 +1,483 @@
+//! One device's session, from CONNECT to close: authentication, keep-alive, QoS 0/1
+//! acknowledgements, subscriptions, session takeover and token expiry.
+//!
+//! The state machine, in the order a connection meets it:
+//! 1. The first packet must be a CONNECT, within `connect_timeout`. Only the hub dialect is
+//!    served: a DPS identity is refused with CONNACK 5 until provisioning lands. The SAS token is
+//!    verified ([`SasToken::authenticate`]) against the keys the registry returns for the device.
+//!    Every refusal (no or bad credentials, unknown or blocked device, bad signature, expired
+//!    token) is CONNACK 5 then close; a registry that cannot answer is CONNACK 3 (server
+//!    unavailable), which the SDKs retry.
+//! 2. Accepted: the session registers under (endpoint kind, client id), closing an older session
+//!    with the same key (takeover), answers CONNACK 0 and sends a `connected` event.
+//! 3. Then, until one of them ends it: packets from the device; the keep-alive deadline (1.5 times
+//!    the client's value after the last packet); the token's expiry; a takeover; shutdown.
+//!
+//! Acknowledgements: a QoS 1 telemetry PUBLISH goes to the batcher and its PUBACK waits for the
+//! batch's commit. PUBACKs leave in the order the PUBLISHes came (MQTT-4.6.0-2), so only the
+//! oldest pending acknowledgement is awaited. A failed one closes the connection: the device
+//! resends what it did not see acknowledged once it reconnects. At most `max_inflight`
+//! acknowledgements wait; beyond that the session stops reading (backpressure).
+//!
+//! Not owned here: bytes (`connection`), topic meaning (`router`), batching (`batcher`).
+//! Sessions keep no state across connections (CONNACK's session present is always 0; the SDKs
+//! subscribe again after every connect).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gyre_domain::enrollment::SymmetricKey;
+use gyre_domain::ingest::{ConnectivityEvent, ConnectivityKind};
+use gyre_domain::mqtt::{
+    authorize_subscription, keep_alive_timeout_millis, Endpoint, EndpointKind, SasToken,
+    SubscriptionFilter,
+};
+use gyre_domain::time::Timestamp;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::batcher::{AckReceiver, BatcherHandle};
+use crate::codec::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PacketId, PubAck, Publish, PublishQos, QoS,
+    SubAck, SubAckCode, Subscribe, UnsubAck,
+};
+use crate::connection::{Connection, ConnectionError};
+use crate::registry::Registry;
+use crate::router::{self, RouteError, Routed};
+
+/// Per-session limits. No `Default`: the binary's config spells these out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// How long a new connection has to send its CONNECT.
+    pub connect_timeout: Duration,
+    /// QoS 1 messages awaiting their commit per session before the session stops reading.
+    pub max_inflight: usize,
+}
+
+/// What every session shares. One per server, behind an `Arc`.
+#[derive(Debug)]
+pub struct Shared {
+    pub batcher: BatcherHandle,
+    pub registry: Arc<Registry>,
+    pub sessions: Arc<Sessions>,
+    pub limits: SessionLimits,
+}
+
+/// A session's key: the hub and DPS may share a client id (reference §8.7).
+type SessionKey = (EndpointKind, String);
+
+/// The live sessions by (endpoint kind, client id): the hub and DPS may share a client id, so
+/// the kind is part of the key (reference §8.7).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    /// Key → (serial of the session holding it, how to close that session). A std `Mutex`:
+    /// nothing awaits while it is held.
+    live: Mutex<HashMap<SessionKey, (u64, oneshot::Sender<()>)>>,
+    next_serial: AtomicU64,
+}
+
+impl Sessions {
+    /// Takes `key` for a new session, closing the session that held it.
+    fn register(self: &Arc<Self>, key: SessionKey) -> Registration {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let (close, taken_over) = oneshot::channel();
+        let previous = self
+            .live
+            .lock()
+            .expect("sessions lock poisoned")
+            .insert(key.clone(), (serial, close));
+        if let Some((_, close_previous)) = previous {
+            let _ = close_previous.send(());
+        }
+        Registration {
+            sessions: Arc::clone(self),
+            key,
+            serial,
+            taken_over,
+        }
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.live.lock().expect("sessions lock poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A session's hold on its key; dropping it frees the key unless a newer session took it.
+struct Registration {
+    sessions: Arc<Sessions>,
+    key: SessionKey,
+    serial: u64,
+    taken_over: oneshot::Receiver<()>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut live = self.sessions.live.lock().expect("sessions lock poisoned");
+        if live
+            .get(&self.key)
+            .is_some_and(|(serial, _)| *serial == self.serial)
+        {
+            live.remove(&self.key);
+        }
+    }
+}
+
+/// Why a session ended. Logged once by the server; none of them affects other connections.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    #[error("the device disconnected")]
+    Disconnected,
+    #[error("the device closed the connection")]
+    Closed,
+    #[error("connection refused with CONNACK {0:?}")]
+    Refused(ConnectReturnCode),
+    #[error("no CONNECT within the connect timeout")]
+    ConnectTimeout,
+    #[error("keep-alive expired")]
+    KeepAliveExpired,
+    #[error("the SAS token expired")]
+    TokenExpired,
+    #[error("a newer connection took the session over")]
+    TakenOver,
+    #[error("the bridge is shutting down")]
+    Shutdown,
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    #[error("publish refused")]
+    Route(#[from] RouteError),
+    #[error("a message was not committed: {0}")]
+    NotCommitted(String),
+    #[error("the batcher has stopped")]
+    BatcherClosed,
+}
+
+impl SessionEnd {
+    /// Ends that are the device's or the operator's doing, not a fault.
+    pub fn is_normal(&self) -> bool {
+        matches!(
+            self,
+            SessionEnd::Disconnected
+                | SessionEnd::Closed
+                | SessionEnd::TakenOver
+                | SessionEnd::Shutdown
+        )
+    }
+}
+
+/// The authenticated identity of an accepted CONNECT.
+struct Admitted {
+    endpoint: Endpoint,
+    device_id: String,
+    keep_alive: u16,
+    token_expiry: Timestamp,
+}
+
+/// Runs one connection to its end and says why it ended.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut connection: Connection<S>,
+    shared: &Arc<Shared>,
+    shutdown: &mut watch::Receiver<()>,
+) -> SessionEnd {
+    let connect =
+        match tokio::time::timeout(shared.limits.connect_timeout, connection.read_packet()).await {
+            Err(_elapsed) => return SessionEnd::ConnectTimeout,
+            Ok(Err(ConnectionError::Protocol(err))) => {
+                // An unsupported protocol level or an empty client id gets its CONNACK first.
+                if let Some(code) = err.connack_code() {
+                    let connack = Packet::ConnAck(ConnAck {
+                        session_present: false,
+                        code,
+                    });
+                    let _ = connection.write_packet(&connack).await;
+                    connection.shutdown().await;
+                }
+                return ConnectionError::Protocol(err).into();
+            }
+            Ok(Err(err)) => return err.into(),
+            Ok(Ok(None)) => return SessionEnd::Closed,
+            Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+            // MQTT-3.1.0-1: the first packet must be CONNECT.
+            Ok(Ok(Some(_))) => return SessionEnd::Protocol("first packet is not CONNECT"),
+        };
+    let admitted = match admit(&connect, &shared.registry).await {
+        Ok(admitted) => admitted,
+        Err(code) => {
+            let connack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                code,
+            });
+            let _ = connection.write_packet(&connack).await;
+            connection.shutdown().await;
+            return SessionEnd::Refused(code);
+        }
+    };
+    tracing::Span::current().record("device_id", admitted.device_id.as_str());
+    let mut registration = shared
+        .sessions
+        .register((admitted.endpoint.kind(), admitted.endpoint.client_id()));
+    let accepted = Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    });
+    if let Err(err) = connection.write_packet(&accepted).await {
+        return err.into();
+    }
+    if shared
+        .batcher
+        .event(event(&admitted.device_id, ConnectivityKind::Connected))
+        .await
+        .is_err()
+    {
+        return SessionEnd::BatcherClosed;
+    }
+    tracing::info!(client_id = %admitted.endpoint.client_id(), "device connected");
+
+    let end = serve(
+        &mut connection,
+        shared,
+        &admitted,
+        &mut registration,
+        shutdown,
+    )
+    .await;
+    // After a takeover the device is still connected, through the newer session: a
+    // `disconnected` event now would land after that session's `connected`.
+    if !matches!(end, SessionEnd::TakenOver) {
+        let _ = shared
+            .batcher
+            .event(event(&admitted.device_id, ConnectivityKind::Disconnected))
+            .await;
+    }
+    connection.shutdown().await;
+    end
+}
+
+/// Authenticates a CONNECT; the refusal's return code otherwise.
+async fn admit(connect: &Connect, registry: &Registry) -> Result<Admitted, ConnectReturnCode> {
+    let refuse = |reason: &dyn std::fmt::Display| {
+        tracing::info!(client_id = %connect.client_id, cause = %reason, "connection refused");
+        ConnectReturnCode::NotAuthorized
+    };
+    let Some(credentials) = &connect.credentials else {
+        return Err(refuse(&"no user name"));
+    };
+    let Some(password) = &credentials.password else {
+        return Err(refuse(&"no password"));
+    };
+    let endpoint = Endpoint::parse(connect.client_id.as_str(), credentials.username.as_str())
+        .map_err(|err| refuse(&err))?;
+    let device_id = match &endpoint {
+        Endpoint::Hub { device_id, .. } => device_id.as_str().to_owned(),
+        // Provisioning is a later issue; until then a DPS client is told "not authorized",
+        // which both SDKs report without retrying.
+        Endpoint::Dps { .. } => return Err(refuse(&"dps is not yet supported")),
+    };
+    let device = match registry.connection(&device_id).await {
+        Ok(Some(device)) => device,
+        Ok(None) => return Err(refuse(&"unknown device")),
+        Err(err) => {
+            tracing::warn!(%device_id, cause = %err, "registry unavailable; refusing with CONNACK 3");
+            return Err(ConnectReturnCode::ServerUnavailable);
+        }
+    };
+    if !device.may_connect {
+        return Err(refuse(&"device may not connect (blocked or not approved)"));
+    }
+    let keys: Vec<SymmetricKey> = device
+        .keys
+        .iter()
+        .filter_map(|key| SymmetricKey::parse(key).ok())
+        .collect();
+    let keys: Vec<&SymmetricKey> = keys.iter().collect();
+    let password =
+        std::str::from_utf8(password.as_bytes()).map_err(|_| refuse(&"password is not UTF-8"))?;
+    let token =
+        SasToken::authenticate(password, &endpoint, &keys, now()).map_err(|err| refuse(&err))?;
+    Ok(Admitted {
+        endpoint,
+        device_id,
+        keep_alive: connect.keep_alive,
+        token_expiry: token.expiry(),
+    })
+}
+
+/// The accepted session's loop; returns why it ended.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
+    shared: &Shared,
+    admitted: &Admitted,
+    registration: &mut Registration,
+    shutdown: &mut watch::Receiver<()>,
+) -> SessionEnd {
+    let keep_alive = keep_alive_timeout_millis(admitted.keep_alive).map(Duration::from_millis);
+    let mut keep_alive_deadline = keep_alive.map(|timeout| Instant::now() + timeout);
+    let token_deadline = Instant::now()
+        + Duration::from_millis(
+            u64::try_from(admitted.token_expiry.unix_millis() - now().unix_millis()).unwrap_or(0),
+        );
+    // QoS 1 PUBLISHes awaiting their commit, oldest first.
+    let mut pending: VecDeque<(PacketId, AckReceiver)> = VecDeque::new();
+    let max_inflight = shared.limits.max_inflight.max(1);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return SessionEnd::Shutdown,
+            _ = &mut registration.taken_over => return SessionEnd::TakenOver,
+            () = tokio::time::sleep_until(token_deadline) => return SessionEnd::TokenExpired,
+            () = sleep_until_some(keep_alive_deadline) => return SessionEnd::KeepAliveExpired,
+            outcome = oldest(&mut pending) => {
+                let (packet_id, _) = pending.pop_front().expect("oldest resolved, so pending is not empty");
+                match outcome {
+                    Ok(Ok(())) => {
+                        if let Err(err) = connection.write_packet(&Packet::PubAck(PubAck { packet_id })).await {
+                            return err.into();
+                        }
+                    }
+                    Ok(Err(failed)) => return SessionEnd::NotCommitted(failed.to_string()),
+                    Err(_dropped) => return SessionEnd::NotCommitted("acknowledgement dropped".to_owned()),
+                }
+            }
+            packet = connection.read_packet(), if pending.len() < max_inflight => {
+                let packet = match packet {
+                    Ok(Some(packet)) => packet,
+                    Ok(None) => return SessionEnd::Closed,
+                    Err(err) => return err.into(),
+                };
+                keep_alive_deadline = keep_alive.map(|timeout| Instant::now() + timeout);
+                let reply = match packet {
+                    Packet::Publish(publish) => {
+                        match publish_received(publish, admitted, &shared.batcher).await {
+                            Ok(Some(ack)) => {
+                                pending.push_back(ack);
+                                None
+                            }
+                            Ok(None) => None,
+                            Err(end) => return end,
+                        }
+                    }
+                    Packet::Subscribe(subscribe) => Some(Packet::SubAck(suback(&subscribe, &admitted.endpoint))),
+                    Packet::Unsubscribe(unsubscribe) => Some(Packet::UnsubAck(UnsubAck { packet_id: unsubscribe.packet_id() })),
+                    Packet::PingReq => Some(Packet::PingResp),
+                    Packet::Disconnect => return SessionEnd::Disconnected,
+                    // The bridge sends no QoS 1 PUBLISH yet, so there is nothing to settle.
+                    Packet::PubAck(_) => None,
+                    // MQTT-3.1.0-2.
+                    Packet::Connect(_) => return SessionEnd::Protocol("second CONNECT"),
+                    Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                        return SessionEnd::Protocol("server-to-client packet from a client")
+                    }
+                };
+                if let Some(reply) = reply {
+                    if let Err(err) = connection.write_packet(&reply).await {
+                        return err.into();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Handles one PUBLISH: the acknowledgement to await for QoS 1, `None` for QoS 0.
+async fn publish_received(
+    publish: Publish,
+    admitted: &Admitted,
+    batcher: &BatcherHandle,
+) -> Result<Option<(PacketId, AckReceiver)>, SessionEnd> {
+    let packet_id = match publish.qos {
+        PublishQos::AtMostOnce => None,
+        PublishQos::AtLeastOnce { packet_id, .. } => Some(packet_id),
+        // IoT Hub serves QoS 0 and 1 only, and closes the connection on QoS 2.
+        PublishQos::ExactlyOnce { .. } => return Err(SessionEnd::Protocol("QoS 2 publish")),
+    };
+    let routed = router::route(
+        &admitted.endpoint,
+        publish.topic.as_str(),
+        &publish.payload,
+        now().unix_millis(),
+    )
+    .inspect_err(
+        |err| tracing::warn!(topic = %publish.topic, cause = %err, "publish refused; closing"),
+    )?;
+    let ack = match routed {
+        Routed::Telemetry(message) => batcher
+            .submit(message)
+            .await
+            .map_err(|_| SessionEnd::BatcherClosed)?,
+        Routed::NotYetServed(what) => {
+            tracing::info!(topic = %publish.topic, what, "publish to a topic not served yet; ignored");
+            // Acknowledged at once (Python blocks until PUBACK), but behind earlier telemetry.
+            let (sender, receiver) = oneshot::channel();
+            let _ = sender.send(Ok(()));
+            receiver
+        }
+    };
+    // At QoS 0 the message still rides its batch; nobody waits for the outcome.
+    Ok(packet_id.map(|packet_id| (packet_id, ack)))
+}
+
+/// Grants each filter the dialect knows and the device may use, at QoS 0 or 1.
+fn suback(subscribe: &Subscribe, endpoint: &Endpoint) -> SubAck {
+    let codes = subscribe
+        .filters()
+        .iter()
+        .map(|requested| {
+            let allowed = SubscriptionFilter::parse(requested.filter.as_str())
+                .map_err(|err| err.to_string())
+                .and_then(|filter| {
+                    authorize_subscription(endpoint, &filter).map_err(|err| err.to_string())
+                });
+            match allowed {
+                Ok(()) => SubAckCode::Granted(requested.qos.min(QoS::AtLeastOnce)),
+                Err(cause) => {
+                    tracing::info!(filter = %requested.filter, %cause, "subscription refused");
+                    SubAckCode::Failure
+                }
+            }
+        })
+        .collect();
+    SubAck::new(subscribe.packet_id(), codes).expect("one code per filter of a non-empty SUBSCRIBE")
+}
+
+/// The oldest pending acknowledgement; never resolves while there is none.
+async fn oldest(
+    pending: &mut VecDeque<(PacketId, AckReceiver)>,
+) -> Result<Result<(), crate::upstream::IngestFailed>, oneshot::error::RecvError> {
+    match pending.front_mut() {
+        Some((_, receiver)) => receiver.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn event(device_id: &str, kind: ConnectivityKind) -> ConnectivityEvent {
+    ConnectivityEvent {
+        device_id: device_id.to_owned(),
+        kind,
+        at: now().unix_millis(),
+    }
+}
+
+/// The wall clock; the domain crate takes time as an argument.
+fn now() -> Timestamp {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    Timestamp::from_unix_millis(millis)
+}
