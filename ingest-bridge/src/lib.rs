@@ -7,8 +7,10 @@
 //! - [`codec`]: MQTT 3.1.1 packets as values. `check` (is a whole frame buffered, is it too
 //!   large), `parse` (every field validated, payloads as zero-copy `Bytes`) and `encode`. No IO.
 //! - [`server`]: [`run`], the accept loop: a semaphore caps connections, one task per
-//!   connection, shutdown notifies every session and waits for them. Plain TCP for now; the TLS
-//!   acceptor will wrap the stream in front of `server::serve_stream`.
+//!   connection, shutdown notifies every session and waits for them. [`run_tls`] runs the
+//!   rustls handshake in front of `server::serve_stream`.
+//! - [`tls`]: the rustls server configuration (TLS 1.2 and 1.3, ring) from PEM files, and the
+//!   development CA and server certificate of `gyre-ingest-bridge dev-certs`.
 //! - [`connection`]: the stream (generic, so TLS slots in) and its read buffer; `read_packet`
 //!   and `write_packet`. The only code that touches the socket.
 //! - [`session`]: per-client state: CONNECT authentication (hub dialect; DPS refused for now),
@@ -32,6 +34,7 @@ pub mod registry;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod upstream;
 
-pub use server::{run, BridgeConfig};
+pub use server::{run, run_tls, BridgeConfig};

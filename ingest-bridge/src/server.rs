@@ -6,9 +6,11 @@
 //! event) → wait for the session tasks → the caller drops its `BatcherHandle` and stops the
 //! batcher, which flushes and waits for in-flight batches with a deadline → exit.
 //!
-//! Plain TCP only for now. TLS goes in [`serve_stream`]'s caller: accept the `TcpStream`, run the
-//! rustls acceptor's handshake (under the connect timeout) and hand the `TlsStream` to
-//! `serve_stream`, which is generic over the stream for that reason.
+//! [`run`] serves plain TCP (local tools, benchmarks); [`run_tls`] runs the rustls handshake on
+//! each accepted `TcpStream` inside the connection's task, under the session's connect timeout
+//! (a client that never finishes its handshake holds a permit no longer than one that never
+//! sends CONNECT), and hands the `TlsStream` to [`serve_stream`], which is generic over the
+//! stream for that reason.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::batcher::BatcherHandle;
@@ -40,9 +43,29 @@ pub struct BridgeConfig {
     pub limits: SessionLimits,
 }
 
-/// Serves devices on `listener` until `shutdown` resolves, then closes every session and
-/// returns once their tasks have ended.
+/// Serves devices over plain TCP on `listener` until `shutdown` resolves, then closes every
+/// session and returns once their tasks have ended.
 pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: impl Future) {
+    serve(listener, None, config, shutdown).await
+}
+
+/// [`run`] with TLS: every accepted connection is handshaken with `acceptor` first (see
+/// `tls::server_config` for the rustls configuration devices need).
+pub async fn run_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    config: BridgeConfig,
+    shutdown: impl Future,
+) {
+    serve(listener, Some(acceptor), config, shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    config: BridgeConfig,
+    shutdown: impl Future,
+) {
     let shared = Arc::new(Shared {
         batcher: config.batcher,
         registry: config.registry,
@@ -68,9 +91,37 @@ pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: impl Fut
         let shared = Arc::clone(&shared);
         let mut shutdown_seen = shutdown_seen.clone();
         let max_packet_size = config.max_packet_size;
+        let acceptor = acceptor.clone();
         tasks.spawn(async move {
-            // Here a TLS acceptor will wrap `stream` before the session sees it.
-            serve_stream(stream, peer, max_packet_size, &shared, &mut shutdown_seen).await;
+            match acceptor {
+                None => {
+                    serve_stream(stream, peer, max_packet_size, &shared, &mut shutdown_seen).await
+                }
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        shared.limits.connect_timeout,
+                        acceptor.accept(stream),
+                    );
+                    let stream = tokio::select! {
+                        _ = shutdown_seen.changed() => None,
+                        handshake = handshake => match handshake {
+                            Ok(Ok(stream)) => Some(stream),
+                            Ok(Err(err)) => {
+                                tracing::info!(%peer, cause = %err, "TLS handshake failed");
+                                None
+                            }
+                            Err(_elapsed) => {
+                                tracing::info!(%peer, "TLS handshake timed out");
+                                None
+                            }
+                        },
+                    };
+                    if let Some(stream) = stream {
+                        serve_stream(stream, peer, max_packet_size, &shared, &mut shutdown_seen)
+                            .await;
+                    }
+                }
+            }
             drop(permit);
         });
         // Reap finished tasks so the set does not grow with the connection history.
@@ -82,7 +133,7 @@ pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: impl Fut
     while tasks.join_next().await.is_some() {}
 }
 
-/// Runs one session over an established stream (plain TCP today, TLS later) and logs its end.
+/// Runs one session over an established stream (plain TCP or TLS) and logs its end.
 pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: SocketAddr,

@@ -6,6 +6,7 @@
 //! secret) that has been bootstrapped: [`Gyre::admin`] holds the administrator token that
 //! `cargo xtask up` prints on first start.
 
+mod bridge;
 mod device_groups;
 mod device_properties;
 mod device_templates;
@@ -43,6 +44,12 @@ impl Gyre {
         assert_eq!(bootstrap.status, 201, "bootstrap: {}", bootstrap.body);
         let admin_token = bootstrap.json()["token"].as_str().expect("a token").to_string();
         Gyre { host, admin_token, internal_secret }
+    }
+
+    /// Starts `gyre-ingest-bridge` in front of this Gyre: development certificates made by its
+    /// own `dev-certs` command in the app's temp dir, MQTT over TLS on 127.0.0.1:0.
+    pub fn start_bridge(&self) -> bridge::TestBridge {
+        bridge::TestBridge::start(self)
     }
 
     pub fn host(&self) -> &TestHost {

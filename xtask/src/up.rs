@@ -1,6 +1,10 @@
 //! `cargo xtask up [-- HOST_ARGS]`: build, then run the platform on this machine in the
 //! foreground until Ctrl-C, exiting with the host's exit status.
 //!
+//! Once the host listens and is bootstrapped, the device bridge starts next to it: MQTT over TLS
+//! on 127.0.0.1:8883 with a development CA and server certificate made once in
+//! `<state>/certs` (`gyre-ingest-bridge dev-certs`), the internal secret in its environment.
+//!
 //! The host runs on the repository's spin.toml with a fixed dev address (127.0.0.1:3000, metrics
 //! on 127.0.0.1:9090). Extra arguments are appended; a default the user gives again is left out
 //! (the host, like clap, rejects a repeated flag): `-- --listen 127.0.0.1:4000` moves the
@@ -8,6 +12,8 @@
 //! Ctrl-C reaches the host directly (same process group) and xtask waits for it: see `process`.
 
 use std::process::{Command, ExitCode};
+
+use anyhow::Context as _;
 
 use crate::bootstrap;
 use crate::build;
@@ -33,7 +39,7 @@ pub fn run(project: &Project, host_args: &[String]) -> anyhow::Result<ExitCode> 
         .args(&command_line);
     let mut host = Supervised::spawn("gyre-host", &mut command)?;
     let listen = flag_value(&command_line, "--listen").unwrap_or("127.0.0.1:3000");
-    match listen.parse::<std::net::SocketAddr>() {
+    let host_addr = match listen.parse::<std::net::SocketAddr>() {
         Ok(addr) if addr.port() != 0 => {
             let host_running = || matches!(host.try_wait(), Ok(None));
             if let Err(err) =
@@ -41,21 +47,89 @@ pub fn run(project: &Project, host_args: &[String]) -> anyhow::Result<ExitCode> 
             {
                 eprintln!("xtask: could not bootstrap the administrator token: {err:#}");
             }
+            Some(addr)
         }
-        _ => eprintln!(
-            "xtask: --listen {listen} names no fixed address; skipping the token bootstrap"
-        ),
-    }
+        _ => {
+            eprintln!(
+                "xtask: --listen {listen} names no fixed address; skipping the token bootstrap \
+                 and the bridge"
+            );
+            None
+        }
+    };
 
-    // TODO(bridge): once gyre-ingest-bridge has its command line, start it here as a second
-    // `Supervised` child pointed at the host's listen address, wait for whichever exits first,
-    // then stop the other; the exit status reported stays the host's.
+    let mut bridge = match host_addr {
+        Some(addr) if matches!(host.try_wait(), Ok(None)) => {
+            Some(start_bridge(project, &state_dir, addr, &secret)?)
+        }
+        _ => None,
+    };
 
-    let status = host.wait()?;
+    // Whichever child exits first (Ctrl-C reaches both) ends the run; the other is stopped by
+    // `Supervised`'s drop. The status reported is the host's, or the bridge's if it failed first.
+    let status = loop {
+        if let Some(status) = host.try_wait()? {
+            break status;
+        }
+        if let Some(bridge) = bridge.as_mut() {
+            if let Some(status) = bridge.try_wait()? {
+                if !process::interrupted() {
+                    eprintln!("xtask: gyre-ingest-bridge exited with {status}; stopping gyre-host");
+                    host.stop(std::time::Duration::from_secs(10))?;
+                    return Ok(ExitCode::from(process::exit_code(status).max(1)));
+                }
+                break host.wait()?;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    drop(bridge);
     if !status.success() && !process::interrupted() {
         eprintln!("xtask: gyre-host exited with {status}");
     }
     Ok(ExitCode::from(process::exit_code(status)))
+}
+
+/// Makes (or reuses) the development certificates in `<state>/certs`, then starts the bridge on
+/// 127.0.0.1:8883 in front of the host at `host_addr`.
+fn start_bridge(
+    project: &Project,
+    state_dir: &std::path::Path,
+    host_addr: std::net::SocketAddr,
+    secret: &str,
+) -> anyhow::Result<Supervised> {
+    let bridge_binary = project.release_binary("gyre-ingest-bridge");
+    let certs = state_dir.join("certs");
+    let output = Command::new(&bridge_binary)
+        .arg("dev-certs")
+        .arg("--out")
+        .arg(&certs)
+        .output()
+        .with_context(|| format!("running {} dev-certs", bridge_binary.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "gyre-ingest-bridge dev-certs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ca = certs.join("ca.pem");
+    let shown = ca.strip_prefix(&project.root).unwrap_or(&ca);
+    println!(
+        "xtask: devices trust {} (server certificate for localhost and 127.0.0.1)",
+        shown.display()
+    );
+    let mut command = Command::new(&bridge_binary);
+    command
+        .current_dir(&project.root)
+        .env("GYRE_INTERNAL_SECRET", secret)
+        .arg("--listen-tls")
+        .arg("127.0.0.1:8883")
+        .arg("--cert")
+        .arg(certs.join("server.pem"))
+        .arg("--key")
+        .arg(certs.join("server-key.pem"))
+        .arg("--app-url")
+        .arg(format!("http://{host_addr}"));
+    Supervised::spawn("gyre-ingest-bridge", &mut command)
 }
 
 /// The value of `--flag value` or `--flag=value` in a command line.
