@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::OrganizationId;
 use crate::dtdl::Dtmi;
-use crate::enrollment::{IdScope, InvalidKey, SymmetricKeyBody, SymmetricKeys};
+pub use crate::enrollment::InvalidAttestation;
+use crate::enrollment::{attested_keys, IdScope, SymmetricKeyBody, SymmetricKeys};
 
 use super::{Device, DeviceId, MAX_DEVICE_DISPLAY_NAME};
 
@@ -221,18 +222,6 @@ pub struct AttestationBody {
     pub x509: Option<serde_json::Value>,
 }
 
-/// Why an attestation body cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidAttestation {
-    #[error("attestation type `{found}` is not supported yet; only `symmetricKey` is")]
-    Unsupported { found: String },
-    #[error("`symmetricKey.{field}`: {source}")]
-    BadKey {
-        field: &'static str,
-        source: InvalidKey,
-    },
-}
-
 impl AttestationBody {
     /// This body as a JSON document, the target a merge patch applies to.
     pub fn to_document(&self) -> serde_json::Value {
@@ -256,17 +245,7 @@ impl AttestationBody {
 
     /// The keys this body sets; each one left out is made from `random`.
     pub fn to_keys(&self, random: [u8; 64]) -> Result<SymmetricKeys, InvalidAttestation> {
-        if self.attestation_type != "symmetricKey" {
-            return Err(InvalidAttestation::Unsupported {
-                found: self.attestation_type.clone(),
-            });
-        }
-        match &self.symmetric_key {
-            None => Ok(SymmetricKeys::from_random(random)),
-            Some(body) => body
-                .to_keys_named(random)
-                .map_err(|(field, source)| InvalidAttestation::BadKey { field, source }),
-        }
+        attested_keys(&self.attestation_type, self.symmetric_key.as_ref(), random)
     }
 }
 

@@ -170,6 +170,39 @@ impl SymmetricKeyBody {
     }
 }
 
+/// Why an attestation body (a device's or a group's) gives no keys. Messages name the fields
+/// inside the attestation; callers add their own path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAttestation {
+    #[error("attestation type `{found}` is not supported yet; only `symmetricKey` is")]
+    Unsupported { found: String },
+    #[error("`symmetricKey.{field}`: {source}")]
+    BadKey {
+        field: &'static str,
+        source: InvalidKey,
+    },
+}
+
+/// The keys an attestation of `attestation_type` sets: only `symmetricKey` is supported; the
+/// whole key body, or either key, left out is made from `random`.
+pub fn attested_keys(
+    attestation_type: &str,
+    body: Option<&SymmetricKeyBody>,
+    random: [u8; 64],
+) -> Result<SymmetricKeys, InvalidAttestation> {
+    if attestation_type != "symmetricKey" {
+        return Err(InvalidAttestation::Unsupported {
+            found: attestation_type.to_owned(),
+        });
+    }
+    match body {
+        None => Ok(SymmetricKeys::from_random(random)),
+        Some(body) => body
+            .to_keys_named(random)
+            .map_err(|(field, source)| InvalidAttestation::BadKey { field, source }),
+    }
+}
+
 impl EnrollmentGroupBody {
     /// This body as a JSON document, the target a merge patch applies to.
     pub fn to_document(&self) -> serde_json::Value {
@@ -268,17 +301,16 @@ impl EnrollmentGroupBody {
 
 impl GroupAttestationBody {
     fn to_keys(&self, random: [u8; 64]) -> Result<SymmetricKeys, InvalidEnrollmentGroup> {
-        if self.attestation_type != "symmetricKey" {
-            return Err(InvalidEnrollmentGroup::UnsupportedAttestation {
-                found: self.attestation_type.clone(),
-            });
-        }
-        match &self.symmetric_key {
-            None => Ok(SymmetricKeys::from_random(random)),
-            Some(body) => body
-                .to_keys_named(random)
-                .map_err(|(field, source)| InvalidEnrollmentGroup::BadKey { field, source }),
-        }
+        attested_keys(&self.attestation_type, self.symmetric_key.as_ref(), random).map_err(
+            |error| match error {
+                InvalidAttestation::Unsupported { found } => {
+                    InvalidEnrollmentGroup::UnsupportedAttestation { found }
+                }
+                InvalidAttestation::BadKey { field, source } => {
+                    InvalidEnrollmentGroup::BadKey { field, source }
+                }
+            },
+        )
     }
 }
 

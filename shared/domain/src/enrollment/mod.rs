@@ -18,9 +18,9 @@ mod id_scope;
 mod keys;
 
 pub use group::{
-    EnrollmentGroup, EnrollmentGroupBody, EnrollmentGroupId, GroupAttestationBody,
-    InvalidEnrollmentGroup, InvalidEnrollmentGroupId, SymmetricKeyBody, GROUP_TYPE_IOT,
-    MAX_GROUP_DISPLAY_NAME,
+    attested_keys, EnrollmentGroup, EnrollmentGroupBody, EnrollmentGroupId, GroupAttestationBody,
+    InvalidAttestation, InvalidEnrollmentGroup, InvalidEnrollmentGroupId, SymmetricKeyBody,
+    GROUP_TYPE_IOT, MAX_GROUP_DISPLAY_NAME,
 };
 pub use id_scope::{IdScope, InvalidIdScope};
 pub use keys::{
