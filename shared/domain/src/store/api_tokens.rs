@@ -17,14 +17,9 @@ use crate::auth::{
 };
 use crate::time::Timestamp;
 
-/// What [`insert`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inserted {
-    Created,
-    /// A token with this id exists; nothing was written. Tokens are never overwritten: a new
-    /// secret under an old id would silently revoke the old one.
-    AlreadyExists,
-}
+// Tokens are never overwritten: a new secret under an old id would silently revoke the old
+// one, so an existing id is `Inserted::AlreadyExists`.
+pub use super::Inserted;
 
 /// Stores a freshly issued record unless its id is taken.
 pub fn insert<S: Sql>(sql: &mut S, record: &TokenRecord) -> Result<Inserted, StoreError> {
@@ -40,11 +35,7 @@ pub fn insert<S: Sql>(sql: &mut S, record: &TokenRecord) -> Result<Inserted, Sto
             Value::Integer(record.created_at().unix_millis()),
         ],
     )?;
-    Ok(if rows.rows.is_empty() {
-        Inserted::AlreadyExists
-    } else {
-        Inserted::Created
-    })
+    Ok(Inserted::from_returning(&rows))
 }
 
 /// The record stored under `id`, if any.

@@ -16,13 +16,7 @@ use crate::group::{DeviceGroup, DeviceGroupId, GroupContent};
 use crate::query::DeviceFilter;
 use crate::time::Timestamp;
 
-/// What [`insert`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inserted {
-    Created,
-    /// A group with this id exists; nothing was written.
-    AlreadyExists,
-}
+pub use super::Inserted;
 
 /// Stores a new group unless its id is taken.
 pub fn insert<S: Sql>(sql: &mut S, group: &DeviceGroup) -> Result<Inserted, StoreError> {
@@ -43,11 +37,7 @@ pub fn insert<S: Sql>(sql: &mut S, group: &DeviceGroup) -> Result<Inserted, Stor
             Value::Integer(group.updated_at().unix_millis()),
         ],
     )?;
-    Ok(if rows.rows.is_empty() {
-        Inserted::AlreadyExists
-    } else {
-        Inserted::Created
-    })
+    Ok(Inserted::from_returning(&rows))
 }
 
 /// Overwrites the stored group with the same id (its creation time is kept). `false` when

@@ -21,13 +21,7 @@ use crate::time::Timestamp;
 const COLUMNS: &str = "id, etag, display_name, description, capability_model, created_at, \
      updated_at";
 
-/// What [`insert`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inserted {
-    Created,
-    /// A template with this id exists; nothing was written.
-    AlreadyExists,
-}
+pub use super::Inserted;
 
 /// Stores a new template unless its id is taken.
 pub fn insert<S: Sql>(sql: &mut S, template: &DeviceTemplate) -> Result<Inserted, StoreError> {
@@ -47,11 +41,7 @@ pub fn insert<S: Sql>(sql: &mut S, template: &DeviceTemplate) -> Result<Inserted
             Value::Integer(template.updated_at().unix_millis()),
         ],
     )?;
-    Ok(if rows.rows.is_empty() {
-        Inserted::AlreadyExists
-    } else {
-        Inserted::Created
-    })
+    Ok(Inserted::from_returning(&rows))
 }
 
 /// Overwrites the stored template with the same id (its creation time is kept). `false` when

@@ -18,16 +18,11 @@ use crate::dtdl::Dtmi;
 use crate::enrollment::{SymmetricKey, SymmetricKeys};
 use crate::time::Timestamp;
 
-/// What [`insert`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inserted {
-    Created,
-    /// A device with this id exists; nothing was written.
-    AlreadyExists,
-}
+pub use super::Inserted;
 
 /// The columns [`devices_from_rows`] maps, for every query that reads whole devices.
-pub(crate) const COLUMNS: &str = "id, etag, display_name, template, enabled, provisioned, simulated, \
+pub(crate) const COLUMNS: &str =
+    "id, etag, display_name, template, enabled, provisioned, simulated, \
      organization, primary_key, secondary_key, approved";
 
 /// Whether a device template with this id is published. (Checked here rather than through
@@ -53,11 +48,7 @@ pub fn insert<S: Sql>(
     let mut params = device_params(device);
     params.push(Value::Integer(now.unix_millis()));
     let rows = sql.execute(INSERT, &params)?;
-    Ok(if rows.rows.is_empty() {
-        Inserted::AlreadyExists
-    } else {
-        Inserted::Created
-    })
+    Ok(Inserted::from_returning(&rows))
 }
 
 /// The device stored under `id`, if any.

@@ -10,13 +10,7 @@ use crate::enrollment::{
 };
 use crate::time::Timestamp;
 
-/// What [`insert`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inserted {
-    Created,
-    /// A group with this id exists; nothing was written.
-    AlreadyExists,
-}
+pub use super::Inserted;
 
 /// Stores a new group unless its id is taken.
 pub fn insert<S: Sql>(
@@ -30,11 +24,7 @@ pub fn insert<S: Sql>(
     let mut params = group_params(group);
     params.push(Value::Integer(now.unix_millis()));
     let rows = sql.execute(INSERT, &params)?;
-    Ok(if rows.rows.is_empty() {
-        Inserted::AlreadyExists
-    } else {
-        Inserted::Created
-    })
+    Ok(Inserted::from_returning(&rows))
 }
 
 /// The group stored under `id`, if any.

@@ -138,10 +138,12 @@ const AUDIT_LOG_TABLE: &str = "CREATE TABLE audit_log (\
 /// Whether an operator approved the device: a device that registered itself through an
 /// enrollment group without auto-approve waits with `approved = 0` (IoT Central's "waiting for
 /// approval"); `enabled = 0` alone is "blocked".
-const DEVICES_APPROVED_COLUMN: &str = "ALTER TABLE devices ADD COLUMN approved INTEGER NOT NULL DEFAULT 1";
+const DEVICES_APPROVED_COLUMN: &str =
+    "ALTER TABLE devices ADD COLUMN approved INTEGER NOT NULL DEFAULT 1";
 
 /// `$orderby=displayName` pages read the index in order instead of sorting every device.
-const DEVICES_BY_DISPLAY_NAME: &str = "CREATE INDEX devices_by_display_name ON devices (display_name, id)";
+const DEVICES_BY_DISPLAY_NAME: &str =
+    "CREATE INDEX devices_by_display_name ON devices (display_name, id)";
 
 // Telemetry (issue 4), written by the ingest component (`store::telemetry`). Ingest appends to
 // `telemetry_inbox`, whose only key is its rowid: no secondary index to maintain per message,
@@ -199,7 +201,8 @@ const CONNECTIVITY_TABLE: &str = "CREATE TABLE connectivity (\
      at INTEGER NOT NULL)";
 
 /// A device's connectivity history reads only that device's rows (events are few per device).
-const CONNECTIVITY_BY_DEVICE: &str = "CREATE INDEX connectivity_by_device ON connectivity (device_id, at)";
+const CONNECTIVITY_BY_DEVICE: &str =
+    "CREATE INDEX connectivity_by_device ON connectivity (device_id, at)";
 
 /// Batch ids already applied, for idempotent retries by the bridge.
 const INGEST_BATCHES_TABLE: &str = "CREATE TABLE ingest_batches (\

@@ -17,10 +17,10 @@ pub mod device_templates;
 pub mod devices;
 pub mod enrollment_groups;
 mod migrations;
-pub mod settings;
-pub mod telemetry;
 #[cfg(feature = "rusqlite")]
 mod rusqlite;
+pub mod settings;
+pub mod telemetry;
 #[cfg(all(test, feature = "rusqlite"))]
 mod tests;
 
@@ -66,6 +66,26 @@ impl Rows {
     /// The first column of the first row, for `SELECT count(*)`-style queries.
     pub fn scalar(&self) -> Option<&Value> {
         self.rows.first().and_then(|row| row.first())
+    }
+}
+
+/// What an `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` did: every store inserts new
+/// entities this way, so an existing id is reported, never overwritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// An entity with this id exists; nothing was written.
+    AlreadyExists,
+}
+
+impl Inserted {
+    /// Reads the answer of such an insert: a returned row means it was created.
+    pub fn from_returning(rows: &Rows) -> Inserted {
+        if rows.rows.is_empty() {
+            Inserted::AlreadyExists
+        } else {
+            Inserted::Created
+        }
     }
 }
 
