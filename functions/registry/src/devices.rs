@@ -20,7 +20,7 @@ use gyre_domain::device::{
 };
 use gyre_domain::store::audit::{self, AuditAction, AuditRecord};
 use gyre_domain::store::devices::{self, Inserted};
-use gyre_domain::store::{enrollment_groups, settings, Sql};
+use gyre_domain::store::{settings, Sql};
 use gyre_domain::time::Timestamp;
 use spin_sdk::http::{Params, Request, Response, Router};
 
@@ -147,11 +147,7 @@ fn credentials(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Respo
     let credentials = ctx.sql.transaction(|sql| {
         let device = devices::get(sql, &device_id)?.ok_or_else(|| not_found(&device_id))?;
         let id_scope = settings::id_scope(sql, random)?;
-        let group = match device.keys {
-            Some(_) => None,
-            None => enrollment_groups::default_group(sql)?,
-        };
-        let keys = device.connection_keys(group.as_ref());
+        let keys = devices::connection_keys(sql, &device)?;
         Ok::<_, ApiError>(DeviceCredentials::new(&id_scope, keys.as_ref()))
     })?;
     json_response(200, &credentials)

@@ -4,7 +4,7 @@
 use gyre_component::{internal, json_response, path_param, ApiError, Ctx};
 use gyre_domain::bridge::DeviceConnection;
 use gyre_domain::device::DeviceId;
-use gyre_domain::store::{devices, enrollment_groups};
+use gyre_domain::store::devices;
 use spin_sdk::http::{Params, Request, Response, Router};
 
 pub fn routes(router: &mut Router) {
@@ -21,16 +21,12 @@ fn connection(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Respon
     let device_id = DeviceId::parse(&raw).map_err(|error| ApiError::BadRequest {
         message: format!("`{raw}`: {error}"),
     })?;
-    // Two plain reads, no transaction: this is on the bridge's connect path, and a group
-    // changing between them only means the bridge asks again on the next connection.
+    // Plain reads, no transaction: this is on the bridge's connect path, and a group changing
+    // between them only means the bridge asks again on the next connection.
     let device = devices::get(&mut ctx.sql, &device_id)?.ok_or_else(|| ApiError::NotFound {
         message: format!("device `{device_id}` does not exist"),
     })?;
-    let group = match device.keys {
-        Some(_) => None,
-        None => enrollment_groups::default_group(&mut ctx.sql)?,
-    };
-    let keys = device.connection_keys(group.as_ref());
+    let keys = devices::connection_keys(&mut ctx.sql, &device)?;
     let connection = DeviceConnection::new(&device, keys.as_ref());
     json_response(200, &connection)
 }

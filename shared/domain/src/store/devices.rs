@@ -59,6 +59,19 @@ pub fn get<S: Sql>(sql: &mut S, id: &DeviceId) -> Result<Option<Device>, StoreEr
     Ok(devices_from_rows(GET, rows)?.pop())
 }
 
+/// The keys `device` connects with ([`Device::connection_keys`]): its own, or those derived
+/// from the enrollment group it would provision through, read only when it has no keys.
+pub fn connection_keys<S: Sql>(
+    sql: &mut S,
+    device: &Device,
+) -> Result<Option<SymmetricKeys>, StoreError> {
+    let group = match device.keys {
+        Some(_) => None,
+        None => super::enrollment_groups::default_group(sql)?,
+    };
+    Ok(device.connection_keys(group.as_ref()))
+}
+
 /// Replaces the registry columns of the device `device.id` (etag included). `false` when
 /// there is no such device.
 pub fn update<S: Sql>(sql: &mut S, device: &Device, now: Timestamp) -> Result<bool, StoreError> {
