@@ -13,9 +13,10 @@
 //!   development CA and server certificate of `gyre-ingest-bridge dev-certs`.
 //! - [`connection`]: the stream (generic, so TLS slots in) and its read buffer; `read_packet`
 //!   and `write_packet`. The only code that touches the socket.
-//! - [`session`]: per-client state: CONNECT authentication (hub dialect; DPS refused for now),
+//! - [`session`]: per-client state: CONNECT authentication (hub and DPS dialects),
 //!   keep-alive at 1.5 times the client's value, QoS 0/1 with PUBACK after the commit,
 //!   subscriptions, session takeover keyed by endpoint kind and client id, token expiry.
+//! - [`dps`]: DPS provisioning over MQTT for one connection: register, operation status.
 //! - [`registry`]: the HTTP client to the registry's connection endpoint, with a TTL cache.
 //! - [`router`]: topic to domain message, through the shared domain crate's parsers.
 //! - [`batcher`]: the pure flush policy (size or age) and the task that owns the buffer; sessions
@@ -30,6 +31,7 @@
 pub mod batcher;
 pub mod codec;
 pub mod connection;
+pub mod dps;
 pub mod registry;
 pub mod router;
 pub mod server;

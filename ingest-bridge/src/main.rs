@@ -76,6 +76,10 @@ struct Serve {
     /// ...or once its oldest message is this old (`20ms`, `1s`).
     #[arg(long, value_parser = parse_duration, default_value = "20ms")]
     batch_max_age: Duration,
+    /// The host name devices reach this bridge by, given to them as their hub when they
+    /// provision (DPS `assignedHub`); it must be a name the server certificate holds.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    hub_host_name: String,
     /// Connections served at once; further ones wait in the listen backlog.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -143,6 +147,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             connect_timeout: Duration::from_secs(10),
             max_inflight: 64,
         },
+        hub_host_name: args.hub_host_name.clone(),
     };
 
     let tls_listener = TcpListener::bind(args.listen_tls)

@@ -1,5 +1,8 @@
-//! The registry as the bridge sees it: `GET {base_url}/internal/registry/devices/{id}/connection`
-//! (internal secret) answering a [`DeviceConnection`], behind a small cache.
+//! The registry as the bridge sees it (internal secret): `GET
+//! {base_url}/internal/registry/devices/{id}/connection` answering a [`DeviceConnection`],
+//! behind a small cache; and, uncached (provisioning is rare and must see the latest state), the
+//! DPS calls `GET .../registrations/{id}?idScope=` ([`RegistrationCandidates`]) and `POST
+//! .../registrations/{id}/register` ([`RegistrationState`] or a refusal).
 //!
 //! The cache keeps each answer (a 404 included) for `ttl`, a few seconds: a reconnect storm
 //! costs one request per device per `ttl`, and a blocked device or a revoked key is refused at
@@ -14,7 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gyre_domain::bridge::DeviceConnection;
-use http_body_util::{BodyExt, Empty};
+use gyre_domain::provisioning::{RegisterRequest, RegistrationCandidates, RegistrationState};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -47,6 +51,14 @@ pub enum RegistryError {
     InvalidAnswer(String),
 }
 
+/// The registry's answer to a DPS registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    Assigned(RegistrationState),
+    /// Refused (blocked device, disabled group...), with the registry's reason.
+    Refused(String),
+}
+
 /// [`Registry::new`] refused its configuration.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidRegistryConfig {
@@ -58,7 +70,7 @@ pub enum InvalidRegistryConfig {
 
 /// The HTTP client and its cache. Share it behind an `Arc`.
 pub struct Registry {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
     base_url: String,
     secret: http::HeaderValue,
     config: RegistryConfig,
@@ -134,14 +146,83 @@ impl Registry {
 
     async fn fetch(&self, device_id: &str) -> Result<Option<DeviceConnection>, RegistryError> {
         // Device ids may hold punctuation that is not a path character (`?`, `#`, ...).
-        let url = format!(
-            "{}/internal/registry/devices/{}/connection",
-            self.base_url,
+        let path = format!(
+            "/internal/registry/devices/{}/connection",
             gyre_domain::percent::encode(device_id)
         );
-        let request = http::Request::get(url)
-            .header(SECRET_HEADER, self.secret.clone())
-            .body(Empty::new())
+        let (status, body) = self.exchange(http::Method::GET, &path, Bytes::new()).await?;
+        match status {
+            http::StatusCode::OK => parse(&body).map(Some),
+            http::StatusCode::NOT_FOUND => Ok(None),
+            other => Err(RegistryError::Status(other.as_u16())),
+        }
+    }
+
+    /// The enrollments `registration_id` may authenticate through; `None` when `id_scope` is
+    /// not the application's.
+    pub async fn registration_candidates(
+        &self,
+        id_scope: &str,
+        registration_id: &str,
+    ) -> Result<Option<RegistrationCandidates>, RegistryError> {
+        let path = format!(
+            "/internal/registry/registrations/{}?idScope={}",
+            gyre_domain::percent::encode(registration_id),
+            gyre_domain::percent::encode(id_scope)
+        );
+        let (status, body) = self.exchange(http::Method::GET, &path, Bytes::new()).await?;
+        match status {
+            http::StatusCode::OK => parse(&body).map(Some),
+            http::StatusCode::NOT_FOUND => Ok(None),
+            other => Err(RegistryError::Status(other.as_u16())),
+        }
+    }
+
+    /// Registers `registration_id` (DPS register); forgets the cached connection answer, which
+    /// the registration may have changed.
+    pub async fn register(
+        &self,
+        registration_id: &str,
+        request: &RegisterRequest,
+    ) -> Result<Registration, RegistryError> {
+        let path = format!(
+            "/internal/registry/registrations/{}/register",
+            gyre_domain::percent::encode(registration_id)
+        );
+        let body = serde_json::to_vec(request)
+            .map_err(|err| RegistryError::InvalidAnswer(err.to_string()))?;
+        let (status, answer) = self
+            .exchange(http::Method::POST, &path, Bytes::from(body))
+            .await?;
+        self.cache
+            .lock()
+            .expect("registry cache lock poisoned")
+            .remove(registration_id);
+        match status {
+            http::StatusCode::OK => parse(&answer).map(Registration::Assigned),
+            http::StatusCode::FORBIDDEN | http::StatusCode::NOT_FOUND => {
+                Ok(Registration::Refused(error_message(&answer)))
+            }
+            other => Err(RegistryError::Status(other.as_u16())),
+        }
+    }
+
+    /// One request to the Spin application, within the configured time limit.
+    async fn exchange(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, Bytes), RegistryError> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.base_url))
+            .header(SECRET_HEADER, self.secret.clone());
+        if !body.is_empty() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|err| RegistryError::Unavailable(err.to_string()))?;
         let exchange = async {
             let response = self
@@ -158,15 +239,20 @@ impl Registry {
                 .to_bytes();
             Ok::<_, RegistryError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(self.config.timeout, exchange)
+        tokio::time::timeout(self.config.timeout, exchange)
             .await
-            .map_err(|_| RegistryError::Unavailable("timed out".to_owned()))??;
-        match status {
-            http::StatusCode::OK => serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|err| RegistryError::InvalidAnswer(err.to_string())),
-            http::StatusCode::NOT_FOUND => Ok(None),
-            other => Err(RegistryError::Status(other.as_u16())),
-        }
+            .map_err(|_| RegistryError::Unavailable("timed out".to_owned()))?
     }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RegistryError> {
+    serde_json::from_slice(body).map_err(|err| RegistryError::InvalidAnswer(err.to_string()))
+}
+
+/// `error.message` of an IoT Central error body, or the body itself.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }

@@ -4,22 +4,30 @@
 //!
 //! Owns the mapping from [`DeviceTopic`] to what the bridge does with it. Does not own the
 //! topic grammar (the domain crate) or acknowledgements (the session). Telemetry becomes a
-//! [`DeviceMessage`]; twin, method-response and DPS publishes are recognised and ignored until
-//! their issues land (the session logs them).
+//! [`DeviceMessage`]; DPS requests go to the session's provisioning (`dps`); twin and
+//! method-response publishes are recognised and ignored until their issue lands (the session
+//! logs them).
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use gyre_domain::ingest::DeviceMessage;
 use gyre_domain::mqtt::{
-    authorize_publish, parse_publish_topic, AccessError, DeviceTopic, Endpoint, SystemProperties,
-    TopicError,
+    authorize_publish, parse_publish_topic, AccessError, DeviceTopic, Endpoint, OperationId,
+    RequestId, SystemProperties, TopicError,
 };
 
 /// What a PUBLISH from a device asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Routed {
     Telemetry(DeviceMessage),
+    /// `$dps/registrations/PUT/iotdps-register/?$rid=`: the payload is the registration body.
+    DpsRegister { rid: RequestId },
+    /// `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=&operationId=`.
+    DpsStatus {
+        rid: RequestId,
+        operation_id: OperationId,
+    },
     /// A topic of the dialect the bridge does not serve yet; the name is for the log line.
     NotYetServed(&'static str),
 }
@@ -60,8 +68,9 @@ pub fn route(
         DeviceTopic::TwinGet { .. } => Routed::NotYetServed("twin get"),
         DeviceTopic::TwinPatchReported { .. } => Routed::NotYetServed("twin reported patch"),
         DeviceTopic::MethodResponse { .. } => Routed::NotYetServed("method response"),
-        DeviceTopic::DpsRegister { .. } | DeviceTopic::DpsOperationStatus { .. } => {
-            Routed::NotYetServed("dps")
+        DeviceTopic::DpsRegister { rid } => Routed::DpsRegister { rid },
+        DeviceTopic::DpsOperationStatus { rid, operation_id } => {
+            Routed::DpsStatus { rid, operation_id }
         }
     })
 }

@@ -41,6 +41,8 @@ pub struct BridgeConfig {
     /// (`gyre_domain::mqtt::MAX_PACKET_BYTES` in production).
     pub max_packet_size: usize,
     pub limits: SessionLimits,
+    /// The host name devices are told to connect to after DPS provisioning (`assignedHub`).
+    pub hub_host_name: String,
 }
 
 /// Serves devices over plain TCP on `listener` until `shutdown` resolves, then closes every
@@ -71,6 +73,7 @@ async fn serve(
         registry: config.registry,
         sessions: Arc::new(Sessions::default()),
         limits: config.limits,
+        hub_host_name: config.hub_host_name,
     });
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let (notify_shutdown, shutdown_seen) = watch::channel(());

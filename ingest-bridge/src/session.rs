@@ -2,14 +2,16 @@
 //! acknowledgements, subscriptions, session takeover and token expiry.
 //!
 //! The state machine, in the order a connection meets it:
-//! 1. The first packet must be a CONNECT, within `connect_timeout`. Only the hub dialect is
-//!    served: a DPS identity is refused with CONNACK 5 until provisioning lands. The SAS token is
-//!    verified ([`SasToken::authenticate`]) against the keys the registry returns for the device.
+//! 1. The first packet must be a CONNECT, within `connect_timeout`. The username says which
+//!    endpoint: the hub (the SAS token is verified ([`SasToken::authenticate`]) against the keys
+//!    the registry returns for the device) or DPS (verified against each enrollment the
+//!    registration id may use; the one that matched is what the registration goes through).
 //!    Every refusal (no or bad credentials, unknown or blocked device, bad signature, expired
 //!    token) is CONNACK 5 then close; a registry that cannot answer is CONNACK 3 (server
 //!    unavailable), which the SDKs retry.
 //! 2. Accepted: the session registers under (endpoint kind, client id), closing an older session
-//!    with the same key (takeover), answers CONNACK 0 and sends a `connected` event.
+//!    with the same key (takeover), answers CONNACK 0 and, for the hub, sends a `connected`
+//!    event (a DPS connection is not the device being online).
 //! 3. Then, until one of them ends it: packets from the device; the keep-alive deadline (1.5 times
 //!    the client's value after the last packet); the token's expiry; a takeover; shutdown.
 //!
@@ -19,7 +21,11 @@
 //! resends what it did not see acknowledged once it reconnects. At most `max_inflight`
 //! acknowledgements wait; beyond that the session stops reading (backpressure).
 //!
-//! Not owned here: bytes (`connection`), topic meaning (`router`), batching (`batcher`).
+//! Responses to the device (DPS answers) go out only on topics it subscribed to (reference
+//! §8.11), at QoS 0.
+//!
+//! Not owned here: bytes (`connection`), topic meaning (`router`), batching (`batcher`), the
+//! provisioning conversation (`dps`).
 //! Sessions keep no state across connections (CONNACK's session present is always 0; the SDKs
 //! subscribe again after every connect).
 
@@ -41,10 +47,11 @@ use tokio::time::Instant;
 
 use crate::batcher::{AckReceiver, BatcherHandle};
 use crate::codec::{
-    ConnAck, Connect, ConnectReturnCode, Packet, PacketId, PubAck, Publish, PublishQos, QoS,
-    SubAck, SubAckCode, Subscribe, UnsubAck,
+    ConnAck, Connect, ConnectReturnCode, MqttStr, Packet, PacketId, PubAck, Publish, PublishQos,
+    QoS, SubAck, SubAckCode, Subscribe, TopicName, UnsubAck,
 };
 use crate::connection::{Connection, ConnectionError};
+use crate::dps::{DpsIdentity, Provisioning, Reply};
 use crate::registry::Registry;
 use crate::router::{self, RouteError, Routed};
 
@@ -64,6 +71,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub sessions: Arc<Sessions>,
     pub limits: SessionLimits,
+    /// The host name devices are told to connect to after provisioning (DPS `assignedHub`).
+    pub hub_host_name: String,
 }
 
 /// A session's key: the hub and DPS may share a client id (reference §8.7).
@@ -177,9 +186,12 @@ impl SessionEnd {
 /// The authenticated identity of an accepted CONNECT.
 struct Admitted {
     endpoint: Endpoint,
+    /// The device id, or the registration id of a DPS connection.
     device_id: String,
     keep_alive: u16,
     token_expiry: Timestamp,
+    /// Set for a DPS connection.
+    dps: Option<DpsIdentity>,
 }
 
 /// Runs one connection to its end and says why it ended.
@@ -232,11 +244,13 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     if let Err(err) = connection.write_packet(&accepted).await {
         return err.into();
     }
-    if shared
-        .batcher
-        .event(event(&admitted.device_id, ConnectivityKind::Connected))
-        .await
-        .is_err()
+    let is_hub = admitted.dps.is_none();
+    if is_hub
+        && shared
+            .batcher
+            .event(event(&admitted.device_id, ConnectivityKind::Connected))
+            .await
+            .is_err()
     {
         return SessionEnd::BatcherClosed;
     }
@@ -252,7 +266,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     .await;
     // After a takeover the device is still connected, through the newer session: a
     // `disconnected` event now would land after that session's `connected`.
-    if !matches!(end, SessionEnd::TakenOver) {
+    if is_hub && !matches!(end, SessionEnd::TakenOver) {
         let _ = shared
             .batcher
             .event(event(&admitted.device_id, ConnectivityKind::Disconnected))
@@ -276,41 +290,84 @@ async fn admit(connect: &Connect, registry: &Registry) -> Result<Admitted, Conne
     };
     let endpoint = Endpoint::parse(connect.client_id.as_str(), credentials.username.as_str())
         .map_err(|err| refuse(&err))?;
-    let device_id = match &endpoint {
-        Endpoint::Hub { device_id, .. } => device_id.as_str().to_owned(),
-        // Provisioning is a later issue; until then a DPS client is told "not authorized",
-        // which both SDKs report without retrying.
-        Endpoint::Dps { .. } => return Err(refuse(&"dps is not yet supported")),
-    };
-    let device = match registry.connection(&device_id).await {
-        Ok(Some(device)) => device,
-        Ok(None) => return Err(refuse(&"unknown device")),
-        Err(err) => {
-            tracing::warn!(%device_id, cause = %err, "registry unavailable; refusing with CONNACK 3");
-            return Err(ConnectReturnCode::ServerUnavailable);
-        }
-    };
-    if !device.may_connect {
-        return Err(refuse(&"device may not connect (blocked or not approved)"));
-    }
-    let keys: Vec<SymmetricKey> = device
-        .keys
-        .iter()
-        .filter_map(|key| SymmetricKey::parse(key).ok())
-        .collect();
-    let keys: Vec<&SymmetricKey> = keys.iter().collect();
     let password =
         std::str::from_utf8(password.as_bytes()).map_err(|_| refuse(&"password is not UTF-8"))?;
-    let token =
-        SasToken::authenticate(password, &endpoint, &keys, now()).map_err(|err| refuse(&err))?;
-    Ok(Admitted {
-        endpoint,
-        device_id,
-        keep_alive: connect.keep_alive,
-        token_expiry: token.expiry(),
-    })
+    let (device_id, dps, candidates) = match &endpoint {
+        Endpoint::Hub { device_id, .. } => {
+            let device = match registry.connection(device_id.as_str()).await {
+                Ok(Some(device)) => device,
+                Ok(None) => return Err(refuse(&"unknown device")),
+                Err(err) => return Err(unavailable(&err)),
+            };
+            if !device.may_connect {
+                return Err(refuse(&"device may not connect (blocked or not approved)"));
+            }
+            (device.device_id, None, vec![(None, device.keys)])
+        }
+        Endpoint::Dps {
+            id_scope,
+            registration_id,
+            ..
+        } => {
+            let found = match registry
+                .registration_candidates(id_scope.as_str(), registration_id.as_str())
+                .await
+            {
+                Ok(Some(found)) => found,
+                Ok(None) => return Err(refuse(&"not this application's ID scope")),
+                Err(err) => return Err(unavailable(&err)),
+            };
+            let candidates = found
+                .candidates
+                .into_iter()
+                .map(|candidate| (Some(candidate.enrollment), candidate.keys))
+                .collect();
+            (
+                registration_id.as_str().to_owned(),
+                Some(id_scope.as_str().to_owned()),
+                candidates,
+            )
+        }
+    };
+    // The first enrollment whose keys verify the token; the last error says why none did.
+    let mut refusal: Option<String> = None;
+    for (enrollment, keys) in candidates {
+        let keys: Vec<SymmetricKey> = keys
+            .iter()
+            .filter_map(|key| SymmetricKey::parse(key).ok())
+            .collect();
+        let keys: Vec<&SymmetricKey> = keys.iter().collect();
+        match SasToken::authenticate(password, &endpoint, &keys, now()) {
+            Ok(token) => {
+                let dps = match (dps, enrollment) {
+                    (Some(id_scope), Some(enrollment)) => Some(DpsIdentity {
+                        id_scope,
+                        registration_id: device_id.clone(),
+                        enrollment,
+                    }),
+                    _ => None,
+                };
+                return Ok(Admitted {
+                    endpoint,
+                    device_id,
+                    keep_alive: connect.keep_alive,
+                    token_expiry: token.expiry(),
+                    dps,
+                });
+            }
+            Err(err) => refusal = Some(err.to_string()),
+        }
+    }
+    Err(refuse(
+        &refusal.unwrap_or_else(|| "no enrollment or keys for this id".to_owned()),
+    ))
 }
 
+/// A registry that cannot answer: CONNACK 3 (server unavailable), which the SDKs retry.
+fn unavailable(err: &crate::registry::RegistryError) -> ConnectReturnCode {
+    tracing::warn!(cause = %err, "registry unavailable; refusing with CONNACK 3");
+    ConnectReturnCode::ServerUnavailable
+}
 /// The accepted session's loop; returns why it ended.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     connection: &mut Connection<S>,
@@ -328,6 +385,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // QoS 1 PUBLISHes awaiting their commit, oldest first.
     let mut pending: VecDeque<(PacketId, AckReceiver)> = VecDeque::new();
     let max_inflight = shared.limits.max_inflight.max(1);
+    // Filters granted on this connection: replies go only where the device listens.
+    let mut subscribed: Vec<SubscriptionFilter> = Vec::new();
+    let mut provisioning = Provisioning::default();
 
     loop {
         tokio::select! {
@@ -358,16 +418,40 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let reply = match packet {
                     Packet::Publish(publish) => {
                         match publish_received(publish, admitted, &shared.batcher).await {
-                            Ok(Some(ack)) => {
+                            Ok(Received::Telemetry(Some(ack))) => {
                                 pending.push_back(ack);
                                 None
                             }
-                            Ok(None) => None,
+                            Ok(Received::Telemetry(None)) => None,
+                            Ok(Received::Request { packet_id, routed, payload }) => {
+                                // Acknowledged before the answer (Python waits for the PUBACK),
+                                // and behind earlier acknowledgements if any are pending.
+                                if let Some(packet_id) = packet_id {
+                                    if pending.is_empty() {
+                                        if let Err(err) = connection.write_packet(&Packet::PubAck(PubAck { packet_id })).await {
+                                            return err.into();
+                                        }
+                                    } else {
+                                        pending.push_back((packet_id, resolved()));
+                                    }
+                                }
+                                let answer = request(routed, &payload, admitted, shared, &mut provisioning).await;
+                                answer.and_then(|answer| deliverable(answer, &subscribed))
+                            }
                             Err(end) => return end,
                         }
                     }
-                    Packet::Subscribe(subscribe) => Some(Packet::SubAck(suback(&subscribe, &admitted.endpoint))),
-                    Packet::Unsubscribe(unsubscribe) => Some(Packet::UnsubAck(UnsubAck { packet_id: unsubscribe.packet_id() })),
+                    Packet::Subscribe(subscribe) => {
+                        let (suback, granted) = suback(&subscribe, &admitted.endpoint);
+                        subscribed.extend(granted);
+                        Some(Packet::SubAck(suback))
+                    }
+                    Packet::Unsubscribe(unsubscribe) => {
+                        subscribed.retain(|filter| {
+                            !unsubscribe.filters().iter().any(|gone| SubscriptionFilter::parse(gone.as_str()).as_ref() == Ok(filter))
+                        });
+                        Some(Packet::UnsubAck(UnsubAck { packet_id: unsubscribe.packet_id() }))
+                    }
                     Packet::PingReq => Some(Packet::PingResp),
                     Packet::Disconnect => return SessionEnd::Disconnected,
                     // The bridge sends no QoS 1 PUBLISH yet, so there is nothing to settle.
@@ -388,12 +472,24 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Handles one PUBLISH: the acknowledgement to await for QoS 1, `None` for QoS 0.
+/// What a PUBLISH from the device turned out to be.
+enum Received {
+    /// Telemetry (or a publish not served yet): the acknowledgement to await for QoS 1.
+    Telemetry(Option<(PacketId, AckReceiver)>),
+    /// A request the bridge answers itself (DPS).
+    Request {
+        packet_id: Option<PacketId>,
+        routed: Routed,
+        payload: bytes::Bytes,
+    },
+}
+
+/// Handles one PUBLISH.
 async fn publish_received(
     publish: Publish,
     admitted: &Admitted,
     batcher: &BatcherHandle,
-) -> Result<Option<(PacketId, AckReceiver)>, SessionEnd> {
+) -> Result<Received, SessionEnd> {
     let packet_id = match publish.qos {
         PublishQos::AtMostOnce => None,
         PublishQos::AtLeastOnce { packet_id, .. } => Some(packet_id),
@@ -417,17 +513,77 @@ async fn publish_received(
         Routed::NotYetServed(what) => {
             tracing::info!(topic = %publish.topic, what, "publish to a topic not served yet; ignored");
             // Acknowledged at once (Python blocks until PUBACK), but behind earlier telemetry.
-            let (sender, receiver) = oneshot::channel();
-            let _ = sender.send(Ok(()));
-            receiver
+            resolved()
+        }
+        routed @ (Routed::DpsRegister { .. } | Routed::DpsStatus { .. }) => {
+            return Ok(Received::Request {
+                packet_id,
+                routed,
+                payload: publish.payload,
+            })
         }
     };
     // At QoS 0 the message still rides its batch; nobody waits for the outcome.
-    Ok(packet_id.map(|packet_id| (packet_id, ack)))
+    Ok(Received::Telemetry(
+        packet_id.map(|packet_id| (packet_id, ack)),
+    ))
 }
 
-/// Grants each filter the dialect knows and the device may use, at QoS 0 or 1.
-fn suback(subscribe: &Subscribe, endpoint: &Endpoint) -> SubAck {
+/// An acknowledgement that is already settled.
+fn resolved() -> AckReceiver {
+    let (sender, receiver) = oneshot::channel();
+    let _ = sender.send(Ok(()));
+    receiver
+}
+
+/// Answers a request the bridge serves itself.
+async fn request(
+    routed: Routed,
+    payload: &[u8],
+    admitted: &Admitted,
+    shared: &Shared,
+    provisioning: &mut Provisioning,
+) -> Option<Reply> {
+    // `router::route` lets DPS topics through only on DPS connections.
+    let identity = admitted.dps.as_ref()?;
+    match routed {
+        Routed::DpsRegister { rid } => Some(
+            provisioning
+                .register(
+                    rid,
+                    payload,
+                    identity,
+                    &shared.hub_host_name,
+                    &shared.registry,
+                )
+                .await,
+        ),
+        Routed::DpsStatus { rid, operation_id } => Some(provisioning.status(rid, &operation_id)),
+        Routed::Telemetry(_) | Routed::NotYetServed(_) => None,
+    }
+}
+
+/// `reply` as a QoS 0 PUBLISH, if the device subscribed to a filter matching its topic.
+fn deliverable(reply: Reply, subscribed: &[SubscriptionFilter]) -> Option<Packet> {
+    if !subscribed.iter().any(|filter| filter.matches(&reply.topic)) {
+        tracing::info!(topic = %reply.topic, "reply dropped: the device did not subscribe to it");
+        return None;
+    }
+    let topic = MqttStr::from_bytes(bytes::Bytes::from(reply.topic.to_string()))
+        .ok()
+        .and_then(|text| TopicName::new(text).ok())?;
+    Some(Packet::Publish(Publish {
+        topic,
+        qos: PublishQos::AtMostOnce,
+        retain: false,
+        payload: bytes::Bytes::from(reply.body),
+    }))
+}
+
+/// Grants each filter the dialect knows and the device may use, at QoS 0 or 1; returns the
+/// SUBACK and the filters granted.
+fn suback(subscribe: &Subscribe, endpoint: &Endpoint) -> (SubAck, Vec<SubscriptionFilter>) {
+    let mut granted = Vec::new();
     let codes = subscribe
         .filters()
         .iter()
@@ -435,10 +591,15 @@ fn suback(subscribe: &Subscribe, endpoint: &Endpoint) -> SubAck {
             let allowed = SubscriptionFilter::parse(requested.filter.as_str())
                 .map_err(|err| err.to_string())
                 .and_then(|filter| {
-                    authorize_subscription(endpoint, &filter).map_err(|err| err.to_string())
+                    authorize_subscription(endpoint, &filter)
+                        .map(|()| filter)
+                        .map_err(|err| err.to_string())
                 });
             match allowed {
-                Ok(()) => SubAckCode::Granted(requested.qos.min(QoS::AtLeastOnce)),
+                Ok(filter) => {
+                    granted.push(filter);
+                    SubAckCode::Granted(requested.qos.min(QoS::AtLeastOnce))
+                }
                 Err(cause) => {
                     tracing::info!(filter = %requested.filter, %cause, "subscription refused");
                     SubAckCode::Failure
@@ -446,7 +607,9 @@ fn suback(subscribe: &Subscribe, endpoint: &Endpoint) -> SubAck {
             }
         })
         .collect();
-    SubAck::new(subscribe.packet_id(), codes).expect("one code per filter of a non-empty SUBSCRIBE")
+    let suback = SubAck::new(subscribe.packet_id(), codes)
+        .expect("one code per filter of a non-empty SUBSCRIBE");
+    (suback, granted)
 }
 
 /// The oldest pending acknowledgement; never resolves while there is none.

@@ -172,6 +172,7 @@ async fn spawn_bridge() -> TestBridge {
             connect_timeout: Duration::from_secs(3600),
             max_inflight: 16,
         },
+        hub_host_name: HOST.to_owned(),
     };
     tokio::spawn(gyre_ingest_bridge::run(listener, config, stopped));
     TestBridge {

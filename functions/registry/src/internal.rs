@@ -1,10 +1,14 @@
 //! The registry's `/internal/registry/...` endpoints for the device bridge (internal secret,
-//! never API tokens): what a device may connect with.
+//! never API tokens): what a device may connect with, and DPS registrations
+//! (contract: `gyre_domain::bridge` and `gyre_domain::provisioning`).
 
-use gyre_component::{internal, json_response, path_param, ApiError, Ctx};
+use gyre_component::{internal, json_response, path_param, query_param, read_json, ApiError, Ctx};
 use gyre_domain::bridge::DeviceConnection;
 use gyre_domain::device::DeviceId;
-use gyre_domain::store::devices;
+use gyre_domain::provisioning::RegisterRequest;
+use gyre_domain::store::audit::{self, AuditAction, AuditRecord};
+use gyre_domain::store::provisioning::{self, RegisterError};
+use gyre_domain::store::{devices, Sql as _};
 use spin_sdk::http::{Params, Request, Response, Router};
 
 pub fn routes(router: &mut Router) {
@@ -12,21 +16,93 @@ pub fn routes(router: &mut Router) {
         "/internal/registry/devices/:device_id/connection",
         internal(connection),
     );
+    router.get(
+        "/internal/registry/registrations/:registration_id",
+        internal(registration_candidates),
+    );
+    router.post(
+        "/internal/registry/registrations/:registration_id/register",
+        internal(register),
+    );
 }
 
-/// `GET /internal/registry/devices/{id}/connection`: whether the device may connect, and the
-/// keys its SAS token may be signed with (the same keys `/credentials` shows).
-fn connection(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Response, ApiError> {
-    let raw = path_param(&params, "device_id")?;
-    let device_id = DeviceId::parse(&raw).map_err(|error| ApiError::BadRequest {
+fn id_param(params: &Params, name: &str) -> Result<DeviceId, ApiError> {
+    let raw = path_param(params, name)?;
+    DeviceId::parse(&raw).map_err(|error| ApiError::BadRequest {
         message: format!("`{raw}`: {error}"),
-    })?;
+    })
+}
+
+/// `GET /internal/registry/devices/{id}/connection`: whether the device may connect, and every
+/// key its SAS token may be signed with (its own, or derived from each enabled group).
+fn connection(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Response, ApiError> {
+    let device_id = id_param(&params, "device_id")?;
     // Plain reads, no transaction: this is on the bridge's connect path, and a group changing
     // between them only means the bridge asks again on the next connection.
     let device = devices::get(&mut ctx.sql, &device_id)?.ok_or_else(|| ApiError::NotFound {
         message: format!("device `{device_id}` does not exist"),
     })?;
-    let keys = devices::connection_keys(&mut ctx.sql, &device)?;
-    let connection = DeviceConnection::new(&device, keys.as_ref());
-    json_response(200, &connection)
+    let enrollments = provisioning::enrollments(&mut ctx.sql, &device_id, Some(&device))?;
+    json_response(200, &DeviceConnection::new(&device, &enrollments))
+}
+
+/// `GET /internal/registry/registrations/{id}?idScope=`: the enrollments a DPS connection may
+/// authenticate through; 404 for another application's ID scope.
+fn registration_candidates(
+    ctx: &mut Ctx,
+    request: Request,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let registration_id = id_param(&params, "registration_id")?;
+    let id_scope = query_param(&request, "idScope").ok_or_else(|| ApiError::BadRequest {
+        message: "the `idScope` query parameter is required".to_owned(),
+    })?;
+    let random = ctx.random_bytes();
+    let found = provisioning::candidates(&mut ctx.sql, &id_scope, &registration_id, random)?
+        .ok_or_else(|| ApiError::NotFound {
+            message: format!("`{id_scope}` is not this application's ID scope"),
+        })?;
+    json_response(200, &found)
+}
+
+/// `POST /internal/registry/registrations/{id}/register`: applies a DPS registration and
+/// answers its `registrationState`; a refusal is 403 with the reason.
+fn register(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiError> {
+    let registration_id = id_param(&params, "registration_id")?;
+    let body: RegisterRequest = read_json(&request)?;
+    let (etag, now, random) = (ctx.new_etag(), ctx.now, ctx.random_bytes());
+    let state = ctx.sql.transaction(|sql| {
+        let (state, written) =
+            provisioning::register(sql, &registration_id, &body, etag, now, random).map_err(
+                |error| match error {
+                    RegisterError::WrongIdScope(_) => ApiError::NotFound {
+                        message: error.to_string(),
+                    },
+                    RegisterError::Refused(refused) => ApiError::Forbidden {
+                        message: refused.to_string(),
+                    },
+                    RegisterError::Store(error) => ApiError::Store(error),
+                },
+            )?;
+        if let Some(written) = written {
+            let action = if written.created {
+                AuditAction::Create
+            } else {
+                AuditAction::Update
+            };
+            audit::append(
+                sql,
+                &AuditRecord {
+                    at: now,
+                    actor: format!("device:{registration_id}"),
+                    action,
+                    resource_type: "device".to_owned(),
+                    resource_id: registration_id.as_str().to_owned(),
+                    detail: Some("dps registration".to_owned()),
+                },
+            )?;
+        }
+        Ok::<_, ApiError>(state)
+    })?;
+    json_response(200, &state)
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::device::{Device, DeviceStatus};
-use crate::enrollment::SymmetricKeys;
+use crate::provisioning::Candidate;
 
 /// What the bridge needs to admit or refuse a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,7 +19,7 @@ pub struct DeviceConnection {
     /// Whether the device may connect now: provisioned (or registered through the API), not
     /// blocked, not waiting for approval.
     pub may_connect: bool,
-    /// The keys a SAS token may be signed with (primary, secondary); empty without keys.
+    /// The keys a SAS token may be signed with; empty without keys.
     pub keys: Vec<String>,
     /// The template the device was assigned, for validating what it sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,8 +27,10 @@ pub struct DeviceConnection {
 }
 
 impl DeviceConnection {
-    /// The answer for `device`, connecting with `keys` (its own or derived from its group).
-    pub fn new(device: &Device, keys: Option<&SymmetricKeys>) -> DeviceConnection {
+    /// The answer for `device`, which may sign its tokens with any key of `candidates` (its own
+    /// keys, or those derived from each enabled enrollment group it could provision through;
+    /// see [`crate::provisioning::candidates`]).
+    pub fn new(device: &Device, candidates: &[Candidate]) -> DeviceConnection {
         let may_connect = matches!(
             device.status(),
             DeviceStatus::Registered | DeviceStatus::Provisioned
@@ -36,14 +38,10 @@ impl DeviceConnection {
         DeviceConnection {
             device_id: device.id.as_str().to_owned(),
             may_connect,
-            keys: keys
-                .map(|keys| {
-                    vec![
-                        keys.primary.as_str().to_owned(),
-                        keys.secondary.as_str().to_owned(),
-                    ]
-                })
-                .unwrap_or_default(),
+            keys: candidates
+                .iter()
+                .flat_map(|candidate| candidate.keys.iter().cloned())
+                .collect(),
             template: device
                 .template
                 .as_ref()

@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod group;
 pub mod mqtt;
 pub mod percent;
+pub mod provisioning;
 pub mod query;
 pub mod store;
 pub mod template;

@@ -60,7 +60,8 @@ pub fn get<S: Sql>(sql: &mut S, id: &DeviceId) -> Result<Option<Device>, StoreEr
 }
 
 /// The keys `device` connects with ([`Device::connection_keys`]): its own, or those derived
-/// from the enrollment group it would provision through, read only when it has no keys.
+/// from the enrollment group it would provision through (the first enabled one), read only
+/// when it has no keys: what `/credentials` shows.
 pub fn connection_keys<S: Sql>(
     sql: &mut S,
     device: &Device,

@@ -80,6 +80,14 @@ pub fn list<S: Sql>(
     groups_from_rows(LIST, rows)
 }
 
+/// Every enabled group, in id order: the enrollments an unknown registration id may use.
+pub fn enabled<S: Sql>(sql: &mut S) -> Result<Vec<EnrollmentGroup>, StoreError> {
+    const ENABLED: &str = "SELECT id, etag, display_name, enabled, type, primary_key, \
+         secondary_key, auto_approve FROM enrollment_groups WHERE enabled = 1 ORDER BY id";
+    let rows = sql.execute(ENABLED, &[])?;
+    groups_from_rows(ENABLED, rows)
+}
+
 /// The group a device without individual keys provisions through, for its credentials: the
 /// first enabled group in id order (IoT Central's default group plays this part there).
 pub fn default_group<S: Sql>(sql: &mut S) -> Result<Option<EnrollmentGroup>, StoreError> {

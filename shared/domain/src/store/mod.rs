@@ -17,6 +17,7 @@ pub mod device_templates;
 pub mod devices;
 pub mod enrollment_groups;
 mod migrations;
+pub mod provisioning;
 #[cfg(feature = "rusqlite")]
 mod rusqlite;
 pub mod settings;
