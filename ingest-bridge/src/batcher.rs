@@ -34,6 +34,12 @@ use tokio::time::Instant;
 
 use crate::upstream::{new_batch_id, IngestFailed, Upstream};
 
+/// A batch is due once its messages' bodies and properties reach this many bytes (base64, as
+/// sent). The ingest component refuses request bodies over 8 MiB (`functions/ingest`,
+/// `MAX_BATCH_BYTES`) with a permanent 413, and a full-size message (256 KiB, ~350 KB in
+/// base64) must still fit after a batch just under this budget.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// Completed with the outcome of the batch that held the message.
 pub type AckSender = oneshot::Sender<Result<(), IngestFailed>>;
 /// The session's end of an [`AckSender`]. A receive error (the sender dropped) is a failure too.
@@ -54,10 +60,14 @@ impl FlushPolicy {
         match batch.oldest {
             None => false,
             Some(oldest) => {
-                batch.len() >= self.max_messages.max(1)
-                    || now.saturating_duration_since(oldest) >= self.max_age
+                self.is_full(batch) || now.saturating_duration_since(oldest) >= self.max_age
             }
         }
+    }
+
+    /// Whether `batch` may take nothing more: `max_messages` items, or [`MAX_BATCH_BYTES`].
+    fn is_full(&self, batch: &Batch) -> bool {
+        batch.len() >= self.max_messages.max(1) || batch.bytes >= MAX_BATCH_BYTES
     }
 
     /// When `batch` becomes due by age, if it holds anything.
@@ -98,6 +108,8 @@ pub struct Batch {
     messages: Vec<DeviceMessage>,
     acks: Vec<AckSender>,
     events: Vec<ConnectivityEvent>,
+    /// The messages' size as sent: base64 bodies and property names and values.
+    bytes: usize,
     /// When the first item arrived; `None` while empty.
     oldest: Option<Instant>,
 }
@@ -121,6 +133,7 @@ impl Batch {
         self.oldest.get_or_insert(now);
         match submission {
             Submission::Message(Pending { message, ack }) => {
+                self.bytes += message_bytes(&message);
                 self.messages.push(message);
                 self.acks.push(ack);
             }
@@ -137,6 +150,17 @@ impl Batch {
         };
         (batch, self.acks)
     }
+}
+
+/// A message's share of the request body, roughly: its base64 body and its properties.
+fn message_bytes(message: &DeviceMessage) -> usize {
+    let properties = message
+        .system_properties
+        .iter()
+        .chain(message.application_properties.iter().map(|(k, v)| (k, v)))
+        .map(|(name, value)| name.len() + value.len() + 8)
+        .sum::<usize>();
+    message.body.len() + properties + message.device_id.len() + 64
 }
 
 /// The sessions' side of the channel. Cheap to clone; the batcher stops when every clone is
@@ -207,7 +231,7 @@ pub async fn run<U: Upstream>(
             in_flight.send(std::mem::take(&mut batch));
             continue;
         }
-        let full = batch.len() >= policy.max_messages.max(1);
+        let full = policy.is_full(&batch);
         let age_deadline = policy.age_deadline(&batch).filter(|_| !due);
         tokio::select! {
             biased;
@@ -227,7 +251,7 @@ pub async fn run<U: Upstream>(
     let deadline = Instant::now() + config.shutdown_deadline;
     receiver.close();
     while let Some(submission) = receiver.recv().await {
-        if batch.len() >= policy.max_messages.max(1) {
+        if policy.is_full(&batch) {
             in_flight.send(std::mem::take(&mut batch));
         }
         batch.push(submission, Instant::now());

@@ -23,7 +23,9 @@
 //!   submit over a bounded channel and PUBACK only when the message's batch was committed.
 //! - [`upstream`]: the HTTP client to the ingest component: retry with backoff and jitter, a
 //!   random UUID batch id as the idempotency key; the `Upstream` trait is the batcher's seam.
-//! - `shutdown` (not yet written): stop accepting, notify sessions, flush, wait with a deadline.
+//! - [`tick`]: `POST /internal/tick` every second, the application's clock for periodic work.
+//! - Shutdown is the binary's (`main.rs`): stop accepting, notify every session, let the batcher
+//!   flush and wait for in-flight batches within a deadline, exit (see `server` and `batcher`).
 //!
 //! **Architecture Invariant:** the bridge never touches storage; it only calls the Spin
 //! application over HTTP.
@@ -36,6 +38,7 @@ pub mod registry;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod tick;
 pub mod tls;
 pub mod upstream;
 

@@ -80,6 +80,9 @@ struct Serve {
     /// provision (DPS `assignedHub`); it must be a name the server certificate holds.
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     hub_host_name: String,
+    /// How often the application's periodic work is triggered (`POST /internal/tick`).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    tick_interval: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -137,10 +140,11 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         timeout: Duration::from_secs(5),
         max_entries: 100_000,
     })?;
+    let registry = Arc::new(registry);
     let (handle, inbox) = batcher::channel(args.batch_max_messages.max(1) * 4);
     let config = BridgeConfig {
         batcher: handle,
-        registry: Arc::new(registry),
+        registry: Arc::clone(&registry),
         max_connections: args.max_connections,
         max_packet_size: gyre_domain::mqtt::MAX_PACKET_BYTES,
         limits: SessionLimits {
@@ -180,6 +184,11 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         // Ends once every handle is gone: the servers drop theirs after their sessions ended.
         std::future::pending(),
     ));
+    let ticks = tokio::spawn(gyre_ingest_bridge::tick::run(
+        registry,
+        args.tick_interval,
+        stop_signal(stopped.clone()),
+    ));
     let mut servers = tokio::task::JoinSet::new();
     println!("Bridge listening on mqtts://{}", tls_listener.local_addr()?);
     servers.spawn(gyre_ingest_bridge::run_tls(
@@ -207,6 +216,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop.send(());
     while servers.join_next().await.is_some() {}
+    ticks.await?;
     batcher.await?;
     Ok(())
 }

@@ -207,8 +207,9 @@ impl Registry {
         }
     }
 
-    /// One request to the Spin application, within the configured time limit.
-    async fn exchange(
+    /// One request to the Spin application's internal endpoints, within the configured time
+    /// limit (the tick uses it too).
+    pub(crate) async fn exchange(
         &self,
         method: http::Method,
         path_and_query: &str,

@@ -139,6 +139,32 @@ fn flush_policy_decides_by_size_and_age() {
     }
 }
 
+#[test]
+fn a_batch_is_due_once_its_bodies_reach_the_byte_budget() {
+    // The ingest component refuses bodies over 8 MiB; a batch of full-size (256 KiB) messages
+    // in base64 must stay under it, whatever `max_messages` says.
+    let policy = FlushPolicy {
+        max_messages: 1000,
+        max_age: Duration::from_secs(60),
+    };
+    let start = Instant::now();
+    let full_size = "A".repeat(256 * 1024 / 3 * 4);
+    let mut batch = Batch::new();
+    let mut pushed = 0;
+    while !policy.is_due(&batch, start) {
+        let (ack, _receiver) = oneshot::channel();
+        let mut big = message(pushed);
+        big.body = full_size.clone();
+        batch.push(Submission::Message(Pending { message: big, ack }), start);
+        pushed += 1;
+    }
+    // Due with the message that reached the budget, not one later.
+    let pushed = pushed as usize;
+    assert!((pushed - 1) * full_size.len() < batcher::MAX_BATCH_BYTES, "{pushed} messages");
+    assert!(pushed * (full_size.len() + 64) >= batcher::MAX_BATCH_BYTES, "{pushed} messages");
+    assert!(pushed * full_size.len() < 8 * 1024 * 1024, "{pushed} messages");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_full_batch_is_sent_at_once_and_acknowledged_only_after_the_commit() {
     let mut bridge = spawn(3, 60_000, 16, 1);

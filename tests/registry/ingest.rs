@@ -219,3 +219,39 @@ fn a_large_backlog_is_compacted_without_losing_or_duplicating_a_message() {
         .unwrap();
     assert_eq!(distinct, 16_400);
 }
+
+/// `POST /internal/tick`, as the bridge sends it every second.
+fn tick(gyre: &Gyre, secret: &str) -> gyre_tests::HttpResponse {
+    gyre.host()
+        .request_with_headers("POST", "/internal/tick", &[("x-gyre-internal-secret", secret)], b"")
+}
+
+#[test]
+fn the_tick_compacts_what_a_quiet_application_received_and_needs_the_secret() {
+    let gyre = Gyre::start();
+    let secret = gyre.internal_secret().to_owned();
+    let messages: Vec<Value> = (0..3)
+        .map(|n| {
+            json!({"deviceId": "quiet-1", "enqueuedAt": 1_764_161_225_000i64 + n,
+                   "body": base64(format!("{{\"n\":{n}}}").as_bytes())})
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({"batchId": "quiet", "messages": messages})).unwrap();
+    assert_eq!(post_batch(&gyre, &secret, &body).status, 200);
+    let db = Connection::open(gyre.database_path()).unwrap();
+    assert_eq!(count(&db, "telemetry_inbox"), 3, "a small batch waits in the inbox");
+
+    expect_error(&tick(&gyre, "not-the-secret"), 401);
+    expect_error(&gyre.admin().request("POST", "/internal/tick", &[], b""), 401);
+    assert_eq!(count(&db, "telemetry_inbox"), 3, "a refused tick did nothing");
+
+    let ticked = tick(&gyre, &secret);
+    assert_eq!(ticked.status, 200, "{}", ticked.body);
+    assert_eq!(ticked.json()["compacted"], 3);
+    assert_eq!((count(&db, "telemetry_inbox"), count(&db, "telemetry")), (0, 3));
+    assert_eq!(stored(&db).len(), 3, "compaction moves, never loses");
+    // Batch ids are kept for an hour, so a retry of this batch is still a duplicate.
+    assert_eq!(ticked.json()["prunedBatchIds"], 0);
+    assert_eq!(post_batch(&gyre, &secret, &body).json()["duplicate"], true);
+    assert_eq!(tick(&gyre, &secret).json()["compacted"], 0);
+}

@@ -15,6 +15,7 @@ mod enrollment_groups;
 mod health;
 mod ingest;
 mod openapi;
+mod provisioning;
 mod security;
 
 use gyre_domain::auth::BUILT_IN_ROLES;

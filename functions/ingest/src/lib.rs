@@ -6,30 +6,44 @@
 //!
 //! Compaction: after the batch commits, when the inbox holds at least [`COMPACTION_STEP`]
 //! rows, the same request moves that many of the oldest into the per-device table, in a second
-//! transaction (Spin cannot work after the response, and no tick exists yet). Large steps are
+//! transaction (Spin cannot work after the response). Large steps are
 //! what make compaction cheap: a step touches about one page per device in it, so moving 16k
 //! rows at once costs far less per row than moving each batch's rows (measured natively: 1,000
 //! devices, ~80k rows/s in 2k-row steps vs ~340k rows/s in 20k-row steps). So most batches
 //! compact nothing, and about one in 16 (of 1,000 messages) pays ~50-90 ms for the step; the
 //! inbox stays under two steps plus a batch, which bounds the inbox scan of a series read. A
 //! failed compaction is logged and does not fail the request: the batch is already committed,
-//! and the next batch (or a tick, later) retries it.
+//! and the next batch or tick retries it.
 //!
-//! Limits: the body goes through `gyre_component::read_json`, capped at 1 MiB
-//! (`MAX_BODY_BYTES`); bodies are base64, so the bridge must keep a batch's payloads under
-//! about 750 KB (three 256 KB messages at most).
+//! `POST /internal/tick` (internal secret), sent by the bridge every second: the periodic work
+//! that must not wait for traffic. It compacts what the inbox holds (up to one step, so a quiet
+//! application's rows reach the per-device table within a second or two) and forgets batch ids
+//! older than [`BATCH_ID_RETENTION_MILLIS`] (at most [`PRUNE_STEP`] per tick). Later issues add
+//! their periodic work here or chain to it.
+//!
+//! Limits: a batch body is capped at [`MAX_BATCH_BYTES`] (8 MiB); the bridge sends a batch
+//! before its base64 bodies pass 4 MiB, so a full batch of 256 KB messages still fits.
 //!
 //! Handlers parse, call gyre-domain, and map the result; no SQL here.
 
 use gyre_component::{
-    api, internal, json_response, method_not_allowed, read_json, route_not_found, ApiError, Ctx,
+    api, internal, json_response, method_not_allowed, read_json_limited, route_not_found, ApiError,
+    Ctx,
 };
 use gyre_domain::ingest::IngestBatch;
 use gyre_domain::store::telemetry::{self, IngestError};
+use gyre_domain::time::Timestamp;
 use spin_sdk::http::{Params, Request, Response, Router};
 
 /// Inbox rows that trigger a compaction step, and the rows one step moves.
 const COMPACTION_STEP: u32 = 16_384;
+/// The largest batch body accepted.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// How long a batch id is remembered. The bridge retries a batch for 30 s at most; an hour
+/// leaves room for a bridge that was stopped in between.
+const BATCH_ID_RETENTION_MILLIS: i64 = 60 * 60 * 1000;
+/// Batch ids forgotten per tick at most (a step stays a few milliseconds).
+const PRUNE_STEP: u32 = 10_000;
 
 #[spin_sdk::http_component]
 fn handle_ingest(request: Request) -> Response {
@@ -41,12 +55,14 @@ fn routes() -> Router {
     let mut router = Router::new();
     router.post("/internal/ingest", internal(ingest));
     router.any("/internal/ingest", api(method_not_allowed));
+    router.post("/internal/tick", internal(tick));
+    router.any("/internal/tick", api(method_not_allowed));
     router.any("/*", api(route_not_found));
     router
 }
 
 fn ingest(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, ApiError> {
-    let batch: IngestBatch = read_json(&request)?;
+    let batch: IngestBatch = read_json_limited(&request, MAX_BATCH_BYTES)?;
     let result =
         telemetry::apply_batch(&mut ctx.sql, &batch, ctx.now).map_err(|err| match err {
             IngestError::Invalid { message } => ApiError::BadRequest { message },
@@ -69,4 +85,27 @@ fn ingest(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, 
         }
     }
     json_response(200, &result)
+}
+
+/// What one tick did.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TickResult {
+    compacted: u64,
+    pruned_batch_ids: u64,
+}
+
+/// `POST /internal/tick`: compacts the inbox by up to one step and prunes old batch ids.
+fn tick(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Response, ApiError> {
+    let compacted = telemetry::compact(&mut ctx.sql, COMPACTION_STEP)?;
+    let before = Timestamp::from_unix_millis(ctx.now.unix_millis() - BATCH_ID_RETENTION_MILLIS);
+    // One statement: atomic on its own.
+    let pruned_batch_ids = telemetry::prune_batches(&mut ctx.sql, before, PRUNE_STEP)?;
+    json_response(
+        200,
+        &TickResult {
+            compacted,
+            pruned_batch_ids,
+        },
+    )
 }

@@ -18,7 +18,15 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// Reads a JSON body into `T`: 415 for another content type, 413 over [`MAX_BODY_BYTES`], 400
 /// for invalid JSON or wrong types (serde's message says where).
 pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
-    let body = checked_body(request)?;
+    read_json_limited(request, MAX_BODY_BYTES)
+}
+
+/// [`read_json`] with another size limit, for internal endpoints that take large batches.
+pub fn read_json_limited<T: DeserializeOwned>(
+    request: &Request,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let body = checked_body(request, limit)?;
     serde_json::from_slice(body).map_err(|err| ApiError::BadRequest {
         message: format!("the request body is not valid: {err}"),
     })
@@ -35,7 +43,7 @@ pub fn read_merge_patch(request: &Request) -> Result<serde_json::Value, ApiError
     Ok(patch)
 }
 
-fn checked_body(request: &Request) -> Result<&[u8], ApiError> {
+fn checked_body(request: &Request, limit: usize) -> Result<&[u8], ApiError> {
     let content_type = request
         .header("content-type")
         .and_then(|value| value.as_str())
@@ -52,10 +60,8 @@ fn checked_body(request: &Request) -> Result<&[u8], ApiError> {
         });
     }
     let body = request.body();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     Ok(body)
 }

@@ -166,6 +166,27 @@ pub fn compact<S: Sql>(sql: &mut S, max_rows: u32) -> Result<u64, StoreError> {
     })
 }
 
+/// Forgets up to `max_rows` batch ids recorded before `before`, oldest first; returns how many.
+/// A batch id only has to outlive the bridge's retries of that batch (seconds), so the caller
+/// keeps them for much longer (an hour) and prunes on its tick.
+pub fn prune_batches<S: Sql>(
+    sql: &mut S,
+    before: Timestamp,
+    max_rows: u32,
+) -> Result<u64, StoreError> {
+    const PRUNE: &str = "DELETE FROM ingest_batches WHERE batch_id IN \
+         (SELECT batch_id FROM ingest_batches WHERE at < ?1 ORDER BY at LIMIT ?2) \
+         RETURNING batch_id";
+    let rows = sql.execute(
+        PRUNE,
+        &[
+            Value::Integer(before.unix_millis()),
+            Value::Integer(i64::from(max_rows)),
+        ],
+    )?;
+    Ok(rows.rows.len() as u64)
+}
+
 /// Rows waiting in the inbox, in O(1): the inbox's `seq`s are contiguous (rows are appended
 /// with increasing `seq` and removed from the low end only), so this is `max - min + 1`.
 pub fn inbox_len<S: Sql>(sql: &mut S) -> Result<u64, StoreError> {
@@ -814,6 +835,21 @@ mod tests {
             connectivity(&mut sql, "d1").unwrap(),
             vec![(ConnectivityKind::Connected, T0 - 5)]
         );
+    }
+
+    #[test]
+    fn old_batch_ids_are_pruned_in_bounded_steps_oldest_first() {
+        let mut sql = with_devices();
+        for (i, at) in [T0, T0 + 10, T0 + 20, T0 + 30].into_iter().enumerate() {
+            let b = batch(&format!("b-{i}"), vec![message("d1", at, b"{}", &[])]);
+            apply_batch(&mut sql, &b, Timestamp::from_unix_millis(at)).unwrap();
+        }
+        let before = Timestamp::from_unix_millis(T0 + 25);
+        assert_eq!(prune_batches(&mut sql, before, 2).unwrap(), 2);
+        assert_eq!(prune_batches(&mut sql, before, 2).unwrap(), 1);
+        assert_eq!(prune_batches(&mut sql, before, 2).unwrap(), 0);
+        assert_eq!(count(&mut sql, "ingest_batches"), 1, "the newest batch id stays");
+        assert_eq!(count(&mut sql, "telemetry_inbox"), 4, "pruning ids never touches data");
     }
 
     #[test]

@@ -1,0 +1,55 @@
+//! The tick: `POST /internal/tick` every interval (one second by default), so the Spin
+//! application does its periodic work (compaction, pruning, and in later issues rules, jobs
+//! and export) even when no device sends anything. Spin components cannot run in the
+//! background, so the bridge is their clock (`shared/DESIGN.md`).
+//!
+//! Ticks never overlap: the next one is due an interval after the previous one was sent and
+//! never before it was answered; missed ticks are skipped, not caught up. A failing tick is
+//! logged once when it starts failing and once when it recovers, not every second.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::MissedTickBehavior;
+
+use crate::registry::Registry;
+
+/// Sends a tick through `app` every `interval` until `shutdown` resolves.
+pub async fn run(app: Arc<Registry>, interval: Duration, shutdown: impl Future) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failing = false;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        let outcome = tokio::select! {
+            _ = &mut shutdown => return,
+            outcome = app.exchange(http::Method::POST, "/internal/tick", Bytes::new()) => outcome,
+        };
+        match outcome {
+            Ok((status, _)) if status.is_success() => {
+                if failing {
+                    tracing::info!("tick answered again");
+                    failing = false;
+                }
+            }
+            Ok((status, body)) => {
+                if !failing {
+                    tracing::warn!(%status, body = %String::from_utf8_lossy(&body), "tick failed");
+                    failing = true;
+                }
+            }
+            Err(err) => {
+                if !failing {
+                    tracing::warn!(cause = %err, "tick failed");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
