@@ -66,7 +66,12 @@ impl Provisioning {
         let registration = match DeviceRegistration::parse(body) {
             Ok(registration) => registration,
             Err(err) => {
-                return error(rid, 400, 400_004, &format!("the register body is not valid: {err}"))
+                return error(
+                    rid,
+                    400,
+                    400_004,
+                    &format!("the register body is not valid: {err}"),
+                )
             }
         };
         if let Some(claimed) = &registration.registration_id {
@@ -132,7 +137,10 @@ impl Provisioning {
                 rid,
                 404,
                 404_002,
-                &format!("no operation `{}` on this connection", operation_id.as_str()),
+                &format!(
+                    "no operation `{}` on this connection",
+                    operation_id.as_str()
+                ),
             ),
         }
     }

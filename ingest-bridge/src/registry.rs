@@ -150,7 +150,9 @@ impl Registry {
             "/internal/registry/devices/{}/connection",
             gyre_domain::percent::encode(device_id)
         );
-        let (status, body) = self.exchange(http::Method::GET, &path, Bytes::new()).await?;
+        let (status, body) = self
+            .exchange(http::Method::GET, &path, Bytes::new())
+            .await?;
         match status {
             http::StatusCode::OK => parse(&body).map(Some),
             http::StatusCode::NOT_FOUND => Ok(None),
@@ -170,7 +172,9 @@ impl Registry {
             gyre_domain::percent::encode(registration_id),
             gyre_domain::percent::encode(id_scope)
         );
-        let (status, body) = self.exchange(http::Method::GET, &path, Bytes::new()).await?;
+        let (status, body) = self
+            .exchange(http::Method::GET, &path, Bytes::new())
+            .await?;
         match status {
             http::StatusCode::OK => parse(&body).map(Some),
             http::StatusCode::NOT_FOUND => Ok(None),

@@ -22,7 +22,9 @@ use gyre_domain::mqtt::{
 pub enum Routed {
     Telemetry(DeviceMessage),
     /// `$dps/registrations/PUT/iotdps-register/?$rid=`: the payload is the registration body.
-    DpsRegister { rid: RequestId },
+    DpsRegister {
+        rid: RequestId,
+    },
     /// `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=&operationId=`.
     DpsStatus {
         rid: RequestId,

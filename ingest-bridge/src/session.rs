@@ -358,9 +358,9 @@ async fn admit(connect: &Connect, registry: &Registry) -> Result<Admitted, Conne
             Err(err) => refusal = Some(err.to_string()),
         }
     }
-    Err(refuse(
-        &refusal.unwrap_or_else(|| "no enrollment or keys for this id".to_owned()),
-    ))
+    Err(refuse(&refusal.unwrap_or_else(|| {
+        "no enrollment or keys for this id".to_owned()
+    })))
 }
 
 /// A registry that cannot answer: CONNACK 3 (server unavailable), which the SDKs retry.

@@ -160,9 +160,18 @@ fn a_batch_is_due_once_its_bodies_reach_the_byte_budget() {
     }
     // Due with the message that reached the budget, not one later.
     let pushed = pushed as usize;
-    assert!((pushed - 1) * full_size.len() < batcher::MAX_BATCH_BYTES, "{pushed} messages");
-    assert!(pushed * (full_size.len() + 64) >= batcher::MAX_BATCH_BYTES, "{pushed} messages");
-    assert!(pushed * full_size.len() < 8 * 1024 * 1024, "{pushed} messages");
+    assert!(
+        (pushed - 1) * full_size.len() < batcher::MAX_BATCH_BYTES,
+        "{pushed} messages"
+    );
+    assert!(
+        pushed * (full_size.len() + 64) >= batcher::MAX_BATCH_BYTES,
+        "{pushed} messages"
+    );
+    assert!(
+        pushed * full_size.len() < 8 * 1024 * 1024,
+        "{pushed} messages"
+    );
 }
 
 #[tokio::test(start_paused = true)]

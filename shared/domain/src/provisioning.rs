@@ -274,24 +274,44 @@ mod tests {
     #[test]
     fn an_unknown_device_registers_through_its_group_and_waits_without_auto_approve() {
         let open = group("open", true, true);
-        let registered =
-            register(&id("d1"), None, &via(&open), Some(&open), Some(thermostat()), "e1".into())
-                .unwrap();
+        let registered = register(
+            &id("d1"),
+            None,
+            &via(&open),
+            Some(&open),
+            Some(thermostat()),
+            "e1".into(),
+        )
+        .unwrap();
         assert!(registered.created);
         assert_eq!(registered.device.status(), DeviceStatus::Provisioned);
         assert_eq!(registered.device.template, Some(thermostat()));
 
         let gated = group("gated", true, false);
-        let waiting =
-            register(&id("d2"), None, &via(&gated), Some(&gated), None, "e2".into()).unwrap();
+        let waiting = register(
+            &id("d2"),
+            None,
+            &via(&gated),
+            Some(&gated),
+            None,
+            "e2".into(),
+        )
+        .unwrap();
         assert_eq!(waiting.device.status(), DeviceStatus::WaitingForApproval);
         assert!(waiting.device.is_unassigned());
 
         // Approved later, the next registration provisions it.
         let mut approved = waiting.device.clone();
         approved.set_enabled(true);
-        let again = register(&id("d2"), Some(approved), &via(&gated), Some(&gated), None, "e3".into())
-            .unwrap();
+        let again = register(
+            &id("d2"),
+            Some(approved),
+            &via(&gated),
+            Some(&gated),
+            None,
+            "e3".into(),
+        )
+        .unwrap();
         assert_eq!(again.device.status(), DeviceStatus::Provisioned);
         assert!(again.changed && !again.created);
         assert_eq!(again.device.etag, "e3");
@@ -324,22 +344,50 @@ mod tests {
         let mut blocked = Device::self_registered(id("d1"), "e".into(), None, true);
         blocked.set_enabled(false);
         assert_eq!(
-            register(&id("d1"), Some(blocked), &via(&open), Some(&open), None, "x".into()),
+            register(
+                &id("d1"),
+                Some(blocked),
+                &via(&open),
+                Some(&open),
+                None,
+                "x".into()
+            ),
             Err(RegistrationRefused::Blocked)
         );
         let disabled = group("off", false, true);
         assert_eq!(
-            register(&id("d2"), None, &via(&disabled), Some(&disabled), None, "x".into()),
+            register(
+                &id("d2"),
+                None,
+                &via(&disabled),
+                Some(&disabled),
+                None,
+                "x".into()
+            ),
             Err(RegistrationRefused::GroupUnavailable("off".into()))
         );
         assert_eq!(
-            register(&id("d3"), None, &Enrollment::Individual, None, None, "x".into()),
+            register(
+                &id("d3"),
+                None,
+                &Enrollment::Individual,
+                None,
+                None,
+                "x".into()
+            ),
             Err(RegistrationRefused::NoIndividualEnrollment)
         );
         let mut individual = Device::self_registered(id("d4"), "e".into(), None, true);
         individual.keys = Some(SymmetricKeys::from_random([2; 64]));
         assert_eq!(
-            register(&id("d4"), Some(individual), &via(&open), Some(&open), None, "x".into()),
+            register(
+                &id("d4"),
+                Some(individual),
+                &via(&open),
+                Some(&open),
+                None,
+                "x".into()
+            ),
             Err(RegistrationRefused::IndividualEnrollmentExists)
         );
     }
@@ -356,7 +404,10 @@ mod tests {
         assert_eq!(python_none.model_id(), None);
         let node = DeviceRegistration::parse(br#"{"registrationId":"d1"}"#).unwrap();
         assert_eq!(node.registration_id.as_deref(), Some("d1"));
-        assert_eq!(DeviceRegistration::parse(b" ").unwrap(), DeviceRegistration::default());
+        assert_eq!(
+            DeviceRegistration::parse(b" ").unwrap(),
+            DeviceRegistration::default()
+        );
         assert!(DeviceRegistration::parse(b"{").is_err());
     }
 }

@@ -9,8 +9,8 @@ use crate::device::{Device, DeviceId};
 use crate::dtdl::Dtmi;
 use crate::enrollment::EnrollmentGroupId;
 use crate::provisioning::{
-    self, Candidate, Enrollment, RegisterRequest, Registered, RegistrationCandidates, RegistrationRefused,
-    RegistrationState,
+    self, Candidate, Enrollment, RegisterRequest, Registered, RegistrationCandidates,
+    RegistrationRefused, RegistrationState,
 };
 use crate::time::Timestamp;
 
@@ -153,8 +153,13 @@ mod tests {
         add_group(&mut sql, "sas-devices", true);
         let reg = DeviceId::parse("sensor-1").unwrap();
 
-        assert_eq!(candidates(&mut sql, "0ne00000000", &reg, [0; 4]).unwrap(), None);
-        let found = candidates(&mut sql, scope.as_str(), &reg, [0; 4]).unwrap().unwrap();
+        assert_eq!(
+            candidates(&mut sql, "0ne00000000", &reg, [0; 4]).unwrap(),
+            None
+        );
+        let found = candidates(&mut sql, scope.as_str(), &reg, [0; 4])
+            .unwrap()
+            .unwrap();
         assert_eq!(found.candidates.len(), 1);
 
         let request = RegisterRequest {
@@ -164,7 +169,8 @@ mod tests {
             assigned_hub: "localhost".into(),
         };
         let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        let (state, written) = register(&mut sql, &reg, &request, "e1".into(), now, [0; 4]).unwrap();
+        let (state, written) =
+            register(&mut sql, &reg, &request, "e1".into(), now, [0; 4]).unwrap();
         assert_eq!(state.device_id, "sensor-1");
         assert_eq!(state.substatus, "initialAssignment");
         assert!(written.is_some());
@@ -172,7 +178,8 @@ mod tests {
         assert_eq!(device.status(), DeviceStatus::Provisioned);
         assert!(device.is_unassigned(), "no such template: unassigned");
 
-        let (again, written) = register(&mut sql, &reg, &request, "e2".into(), now, [0; 4]).unwrap();
+        let (again, written) =
+            register(&mut sql, &reg, &request, "e2".into(), now, [0; 4]).unwrap();
         assert_eq!(again.substatus, "reprovisionedToInitialAssignment");
         assert!(written.is_none(), "nothing changed");
         assert_eq!(again.etag, "e1");

@@ -848,8 +848,16 @@ mod tests {
         assert_eq!(prune_batches(&mut sql, before, 2).unwrap(), 2);
         assert_eq!(prune_batches(&mut sql, before, 2).unwrap(), 1);
         assert_eq!(prune_batches(&mut sql, before, 2).unwrap(), 0);
-        assert_eq!(count(&mut sql, "ingest_batches"), 1, "the newest batch id stays");
-        assert_eq!(count(&mut sql, "telemetry_inbox"), 4, "pruning ids never touches data");
+        assert_eq!(
+            count(&mut sql, "ingest_batches"),
+            1,
+            "the newest batch id stays"
+        );
+        assert_eq!(
+            count(&mut sql, "telemetry_inbox"),
+            4,
+            "pruning ids never touches data"
+        );
     }
 
     #[test]
