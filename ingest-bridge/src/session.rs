@@ -221,7 +221,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // MQTT-3.1.0-1: the first packet must be CONNECT.
             Ok(Ok(Some(_))) => return SessionEnd::Protocol("first packet is not CONNECT"),
         };
-    let admitted = match admit(&connect, &shared.registry).await {
+    // Boxed, like every rare path that awaits the registry: a future's size is that of its
+    // largest state, and the session future lives as long as the connection (memory per idle
+    // connection is a target).
+    let admitted = match Box::pin(admit(&connect, &shared.registry)).await {
         Ok(admitted) => admitted,
         Err(code) => {
             let connack = Packet::ConnAck(ConnAck {
@@ -435,7 +438,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                                         pending.push_back((packet_id, resolved()));
                                     }
                                 }
-                                let answer = request(routed, &payload, admitted, shared, &mut provisioning).await;
+                                let answer = Box::pin(request(routed, &payload, admitted, shared, &mut provisioning)).await;
                                 answer.and_then(|answer| deliverable(answer, &subscribed))
                             }
                             Err(end) => return end,
