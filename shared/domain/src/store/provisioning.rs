@@ -71,6 +71,9 @@ pub fn register<S: Sql>(
         return Err(RegisterError::WrongIdScope(request.id_scope.clone()));
     }
     let existing = devices::get(sql, registration_id)?;
+    // DPS says `initialAssignment` the first time a device is assigned, even one an operator
+    // registered beforehand.
+    let first_assignment = existing.as_ref().is_none_or(|device| !device.provisioned);
     let group = match &request.enrollment {
         Enrollment::Group { id } => match EnrollmentGroupId::parse(id) {
             Ok(id) => enrollment_groups::get(sql, &id)?,
@@ -102,7 +105,7 @@ pub fn register<S: Sql>(
         assigned_hub: request.assigned_hub.clone(),
         device_id: registration_id.as_str().to_owned(),
         status: "assigned".to_owned(),
-        substatus: if registered.created {
+        substatus: if first_assignment {
             "initialAssignment"
         } else {
             "reprovisionedToInitialAssignment"
