@@ -150,14 +150,7 @@ impl Registry {
             "/internal/registry/devices/{}/connection",
             gyre_domain::percent::encode(device_id)
         );
-        let (status, body) = self
-            .exchange(http::Method::GET, &path, Bytes::new())
-            .await?;
-        match status {
-            http::StatusCode::OK => parse(&body).map(Some),
-            http::StatusCode::NOT_FOUND => Ok(None),
-            other => Err(RegistryError::Status(other.as_u16())),
-        }
+        self.get_json(&path).await
     }
 
     /// The enrollments `registration_id` may authenticate through; `None` when `id_scope` is
@@ -172,14 +165,7 @@ impl Registry {
             gyre_domain::percent::encode(registration_id),
             gyre_domain::percent::encode(id_scope)
         );
-        let (status, body) = self
-            .exchange(http::Method::GET, &path, Bytes::new())
-            .await?;
-        match status {
-            http::StatusCode::OK => parse(&body).map(Some),
-            http::StatusCode::NOT_FOUND => Ok(None),
-            other => Err(RegistryError::Status(other.as_u16())),
-        }
+        self.get_json(&path).await
     }
 
     /// Registers `registration_id` (DPS register); forgets the cached connection answer, which
@@ -207,6 +193,21 @@ impl Registry {
             http::StatusCode::FORBIDDEN | http::StatusCode::NOT_FOUND => {
                 Ok(Registration::Refused(error_message(&answer)))
             }
+            other => Err(RegistryError::Status(other.as_u16())),
+        }
+    }
+
+    /// `GET path` answering JSON; `None` for 404.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Option<T>, RegistryError> {
+        let (status, body) = self
+            .exchange(http::Method::GET, path_and_query, Bytes::new())
+            .await?;
+        match status {
+            http::StatusCode::OK => parse(&body).map(Some),
+            http::StatusCode::NOT_FOUND => Ok(None),
             other => Err(RegistryError::Status(other.as_u16())),
         }
     }
