@@ -7,15 +7,18 @@
 //! `cargo xtask up` prints on first start.
 
 mod bridge;
+mod bridge_protocol;
 mod device_groups;
 mod device_properties;
 mod device_templates;
 mod devices;
+mod durability;
 mod enrollment_groups;
 mod health;
 mod ingest;
 mod openapi;
 mod provisioning;
+mod sdk;
 mod security;
 
 use gyre_domain::auth::BUILT_IN_ROLES;
@@ -55,6 +58,11 @@ impl Gyre {
 
     pub fn host(&self) -> &TestHost {
         &self.host
+    }
+
+    /// For tests that crash and restart the host (`TestHost::crash`, `TestHost::restart`).
+    pub fn host_mut(&mut self) -> &mut TestHost {
+        &mut self.host
     }
 
     pub fn internal_secret(&self) -> &str {

@@ -5,6 +5,8 @@
 //!   `App` sees the first one's data.
 //! - [`HostCommand`] → [`TestHost`]: spawns `target/release/gyre-host` on `127.0.0.1:0`, waits
 //!   for Spin's `Serving http://...` line, and kills the process on drop.
+//!   [`TestHost::crash`] and [`TestHost::restart`] kill it with SIGKILL and bring it back on the
+//!   same address and state directory.
 //!   [`HostCommand::start_expecting_failure`] captures a refused start instead.
 //! - [`HttpResponse`]: what the blocking client observed, with `json()` for the probe's answers.
 //! - [`Upstream`]: a tiny HTTP/1.1 server on `127.0.0.1:0`, the third party of outbound tests.
@@ -166,6 +168,7 @@ impl App {
 /// How to spawn gyre-host: `gyre-host <manifest> --listen 127.0.0.1:0 --state-dir <tmp>/.spin`
 /// plus the extra arguments and environment a test adds. `SPIN_VARIABLE_*` variables of the
 /// test process are not inherited, so only the ones a test sets are seen.
+#[derive(Clone)]
 pub struct HostCommand {
     app: App,
     listen: String,
@@ -204,6 +207,7 @@ impl HostCommand {
     /// Spawns the host and waits for `Serving http://...`; panics with the host's stderr if it
     /// exits or stays silent instead.
     pub fn start(self) -> TestHost {
+        let command = self.clone();
         let mut running = self.spawn();
         let deadline = Instant::now() + START_TIMEOUT;
         let base_url = loop {
@@ -228,6 +232,7 @@ impl HostCommand {
             running,
             base_url,
             agent: http_agent(),
+            command,
         }
     }
 
@@ -310,6 +315,8 @@ pub struct TestHost {
     running: Running,
     base_url: String,
     agent: ureq::Agent,
+    /// How it was started, for [`TestHost::restart`].
+    command: HostCommand,
 }
 
 impl TestHost {
@@ -425,6 +432,31 @@ impl TestHost {
     /// Kills the process abruptly (SIGKILL) and waits for it, as a crash would.
     pub fn kill(mut self) {
         self.running.kill_and_wait();
+    }
+
+    /// Kills the process abruptly (SIGKILL), as a crash would, and keeps this handle so
+    /// [`TestHost::restart`] can bring the same application back. Requests fail until then.
+    /// (Not a power cut: what the process wrote is still flushed by the kernel.)
+    pub fn crash(&mut self) {
+        self.running.kill_and_wait();
+    }
+
+    /// Starts the host again, after [`TestHost::crash`], with the same command, environment and
+    /// state directory, on the same address (clients such as the bridge keep their URL). Kills
+    /// the current process first if it is still running.
+    pub fn restart(&mut self) {
+        self.running.kill_and_wait();
+        let addr = self
+            .base_url
+            .strip_prefix("http://")
+            .expect("the Serving line names an http:// address")
+            .to_owned();
+        let restarted = self.command.clone().listen(&addr).start();
+        assert_eq!(
+            restarted.base_url, self.base_url,
+            "the restarted host serves elsewhere"
+        );
+        *self = restarted;
     }
 }
 

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: build everything, then the unit tests, then the end-to-end tests.
+//! `cargo xtask test`: build everything, install the device SDKs the end-to-end tests drive
+//! (`sdks`), then the unit tests, then the end-to-end tests.
 //!
 //! All in the release profile, so the wasmtime that the host binary was just built with also
 //! serves the test executables (debug cranelift makes the e2e tests crawl). A failing test step
@@ -12,6 +13,8 @@ use anyhow::Context;
 
 use crate::build;
 use crate::project::{self, Project};
+
+mod sdks;
 
 /// One `cargo test` invocation and what it is for.
 struct Step {
@@ -28,6 +31,19 @@ struct Tally {
 
 pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
     build::run(project)?;
+
+    let mut failed_steps = Vec::new();
+    // A failed install fails the run but not the other tests: only the SDK tests need it, and
+    // they say what is missing.
+    eprintln!("xtask: == device SDKs for the end-to-end tests ==");
+    let sdks = match sdks::install(project) {
+        Ok(installed) => Some(installed),
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            failed_steps.push("install the device SDKs");
+            None
+        }
+    };
 
     // gyre-domain's tests run its SQL on rusqlite: its dev-dependency on itself turns the
     // `rusqlite` feature on, so no flag is needed here.
@@ -54,6 +70,9 @@ pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
     ]);
     let mut end_to_end = project.cargo();
     end_to_end.args(["test", "--release", "-p", "gyre-tests"]);
+    if let Some(sdks) = &sdks {
+        sdks.apply(&mut end_to_end);
+    }
     let steps = [
         Step {
             name: "unit tests: gyre-domain, gyre-component",
@@ -70,7 +89,6 @@ pub fn run(project: &Project) -> anyhow::Result<ExitCode> {
     ];
 
     let mut total = Tally::default();
-    let mut failed_steps = Vec::new();
     for mut step in steps {
         eprintln!("xtask: == {} ==", step.name);
         match run_counting(&mut step.command) {
