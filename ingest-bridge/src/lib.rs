@@ -24,6 +24,8 @@
 //! - [`upstream`]: the HTTP client to the ingest component: retry with backoff and jitter, a
 //!   random UUID batch id as the idempotency key; the `Upstream` trait is the batcher's seam.
 //! - [`tick`]: `POST /internal/tick` every second, the application's clock for periodic work.
+//! - [`revocation`]: on each tick, disconnects devices that may no longer connect (blocked,
+//!   deleted, re-keyed), from the registry's change feed.
 //! - Shutdown is the binary's (`main.rs`): stop accepting, notify every session, let the batcher
 //!   flush and wait for in-flight batches within a deadline, exit (see `server` and `batcher`).
 //!
@@ -35,6 +37,7 @@ pub mod codec;
 pub mod connection;
 pub mod dps;
 pub mod registry;
+pub mod revocation;
 pub mod router;
 pub mod server;
 pub mod session;

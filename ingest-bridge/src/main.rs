@@ -141,10 +141,12 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         max_entries: 100_000,
     })?;
     let registry = Arc::new(registry);
+    let sessions = Arc::new(gyre_ingest_bridge::session::Sessions::default());
     let (handle, inbox) = batcher::channel(args.batch_max_messages.max(1) * 4);
     let config = BridgeConfig {
         batcher: handle,
         registry: Arc::clone(&registry),
+        sessions: Arc::clone(&sessions),
         max_connections: args.max_connections,
         max_packet_size: gyre_domain::mqtt::MAX_PACKET_BYTES,
         limits: SessionLimits {
@@ -186,6 +188,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     ));
     let ticks = tokio::spawn(gyre_ingest_bridge::tick::run(
         registry,
+        sessions,
         args.tick_interval,
         stop_signal(stopped.clone()),
     ));

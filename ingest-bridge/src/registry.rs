@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gyre_domain::bridge::DeviceConnection;
+use gyre_domain::bridge::{ConnectionChanges, DeviceConnection};
 use gyre_domain::provisioning::{RegisterRequest, RegistrationCandidates, RegistrationState};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -151,6 +151,31 @@ impl Registry {
             gyre_domain::percent::encode(device_id)
         );
         self.get_json(&path).await
+    }
+
+    /// What the registry answers for `device_id` now, bypassing (and refreshing) the cache.
+    pub async fn fresh_connection(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<DeviceConnection>, RegistryError> {
+        let answer = self.fetch(device_id).await?;
+        self.remember(device_id, answer.clone());
+        Ok(answer)
+    }
+
+    /// The devices whose right to connect may have changed after `after` (see
+    /// [`ConnectionChanges`]); without `after`, only the current cursor.
+    pub async fn connection_changes(
+        &self,
+        after: Option<i64>,
+    ) -> Result<ConnectionChanges, RegistryError> {
+        let path = match after {
+            Some(after) => format!("/internal/registry/connection-changes?after={after}"),
+            None => "/internal/registry/connection-changes".to_owned(),
+        };
+        self.get_json(&path)
+            .await?
+            .ok_or(RegistryError::Status(404))
     }
 
     /// The enrollments `registration_id` may authenticate through; `None` when `id_scope` is

@@ -35,6 +35,8 @@ pub struct BridgeConfig {
     /// Where telemetry and connectivity events go; the caller runs the batcher task.
     pub batcher: BatcherHandle,
     pub registry: Arc<Registry>,
+    /// The live sessions, shared by every listener and the revocation check.
+    pub sessions: Arc<Sessions>,
     /// Connections served at once; the next one waits in the listen backlog.
     pub max_connections: usize,
     /// Largest MQTT packet accepted, fixed header included
@@ -71,7 +73,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         batcher: config.batcher,
         registry: config.registry,
-        sessions: Arc::new(Sessions::default()),
+        sessions: config.sessions,
         limits: config.limits,
         hub_host_name: config.hub_host_name,
     });

@@ -78,34 +78,84 @@ pub struct Shared {
 /// A session's key: the hub and DPS may share a client id (reference §8.7).
 type SessionKey = (EndpointKind, String);
 
+/// Why a session is told to close by someone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseReason {
+    /// A newer connection with the same key.
+    TakenOver,
+    /// The device may no longer connect: blocked, deleted, or its key revoked.
+    Revoked,
+}
+
+/// A live session as the map holds it.
+#[derive(Debug)]
+struct Live {
+    serial: u64,
+    close: oneshot::Sender<CloseReason>,
+    /// A hub session: a hash of the key its token was verified with, to recheck it later.
+    key_hash: Option<u64>,
+}
+
 /// The live sessions by (endpoint kind, client id): the hub and DPS may share a client id, so
-/// the kind is part of the key (reference §8.7).
+/// the kind is part of the key (reference §8.7). One per bridge, shared by its listeners (a
+/// device moving from TCP to TLS takes its session over) and by the revocation check.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    /// Key → (serial of the session holding it, how to close that session). A std `Mutex`:
-    /// nothing awaits while it is held.
-    live: Mutex<HashMap<SessionKey, (u64, oneshot::Sender<()>)>>,
+    /// A std `Mutex`: nothing awaits while it is held.
+    live: Mutex<HashMap<SessionKey, Live>>,
     next_serial: AtomicU64,
 }
 
 impl Sessions {
     /// Takes `key` for a new session, closing the session that held it.
-    fn register(self: &Arc<Self>, key: SessionKey) -> Registration {
+    fn register(self: &Arc<Self>, key: SessionKey, key_hash: Option<u64>) -> Registration {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        let (close, taken_over) = oneshot::channel();
-        let previous = self
-            .live
-            .lock()
-            .expect("sessions lock poisoned")
-            .insert(key.clone(), (serial, close));
-        if let Some((_, close_previous)) = previous {
-            let _ = close_previous.send(());
+        let (close, closed) = oneshot::channel();
+        let previous = self.live.lock().expect("sessions lock poisoned").insert(
+            key.clone(),
+            Live {
+                serial,
+                close,
+                key_hash,
+            },
+        );
+        if let Some(previous) = previous {
+            let _ = previous.close.send(CloseReason::TakenOver);
         }
         Registration {
             sessions: Arc::clone(self),
             key,
             serial,
-            taken_over,
+            closed,
+        }
+    }
+
+    /// The devices with a hub session now.
+    pub fn hub_devices(&self) -> Vec<String> {
+        let live = self.live.lock().expect("sessions lock poisoned");
+        live.keys()
+            .filter(|(kind, _)| *kind == EndpointKind::Hub)
+            .map(|(_, client_id)| client_id.clone())
+            .collect()
+    }
+
+    /// Whether `device_id` has a hub session, and the hash of the key it was admitted with.
+    pub fn hub_key_hash(&self, device_id: &str) -> Option<u64> {
+        let live = self.live.lock().expect("sessions lock poisoned");
+        live.get(&(EndpointKind::Hub, device_id.to_owned()))
+            .and_then(|session| session.key_hash)
+    }
+
+    /// Closes the hub session of `device_id`, if any: it may no longer connect.
+    pub fn revoke(&self, device_id: &str) -> bool {
+        let removed = self
+            .live
+            .lock()
+            .expect("sessions lock poisoned")
+            .remove(&(EndpointKind::Hub, device_id.to_owned()));
+        match removed {
+            Some(session) => session.close.send(CloseReason::Revoked).is_ok(),
+            None => false,
         }
     }
 
@@ -124,7 +174,7 @@ struct Registration {
     sessions: Arc<Sessions>,
     key: SessionKey,
     serial: u64,
-    taken_over: oneshot::Receiver<()>,
+    closed: oneshot::Receiver<CloseReason>,
 }
 
 impl Drop for Registration {
@@ -132,7 +182,7 @@ impl Drop for Registration {
         let mut live = self.sessions.live.lock().expect("sessions lock poisoned");
         if live
             .get(&self.key)
-            .is_some_and(|(serial, _)| *serial == self.serial)
+            .is_some_and(|session| session.serial == self.serial)
         {
             live.remove(&self.key);
         }
@@ -156,6 +206,8 @@ pub enum SessionEnd {
     TokenExpired,
     #[error("a newer connection took the session over")]
     TakenOver,
+    #[error("the device may no longer connect (blocked, deleted or its key revoked)")]
+    Revoked,
     #[error("the bridge is shutting down")]
     Shutdown,
     #[error(transparent)]
@@ -178,6 +230,7 @@ impl SessionEnd {
             SessionEnd::Disconnected
                 | SessionEnd::Closed
                 | SessionEnd::TakenOver
+                | SessionEnd::Revoked
                 | SessionEnd::Shutdown
         )
     }
@@ -192,6 +245,8 @@ struct Admitted {
     token_expiry: Timestamp,
     /// Set for a DPS connection.
     dps: Option<DpsIdentity>,
+    /// A hub connection: a hash of the key that verified the token (`key_hash`).
+    key_hash: Option<u64>,
 }
 
 /// Runs one connection to its end and says why it ended.
@@ -237,9 +292,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     tracing::Span::current().record("device_id", admitted.device_id.as_str());
-    let mut registration = shared
-        .sessions
-        .register((admitted.endpoint.kind(), admitted.endpoint.client_id()));
+    let mut registration = shared.sessions.register(
+        (admitted.endpoint.kind(), admitted.endpoint.client_id()),
+        admitted.key_hash,
+    );
     let accepted = Packet::ConnAck(ConnAck {
         session_present: false,
         code: ConnectReturnCode::Accepted,
@@ -334,13 +390,15 @@ async fn admit(connect: &Connect, registry: &Registry) -> Result<Admitted, Conne
     };
     // The first enrollment whose keys verify the token; the last error says why none did.
     let mut refusal: Option<String> = None;
-    for (enrollment, keys) in candidates {
-        let keys: Vec<SymmetricKey> = keys
-            .iter()
-            .filter_map(|key| SymmetricKey::parse(key).ok())
-            .collect();
-        let keys: Vec<&SymmetricKey> = keys.iter().collect();
-        match SasToken::authenticate(password, &endpoint, &keys, now()) {
+    // Key by key, so the session knows which one it stands on (see `revocation`).
+    let each_key = candidates
+        .into_iter()
+        .flat_map(|(enrollment, keys)| keys.into_iter().map(move |key| (enrollment.clone(), key)));
+    for (enrollment, key) in each_key {
+        let Ok(parsed) = SymmetricKey::parse(&key) else {
+            continue;
+        };
+        match SasToken::authenticate(password, &endpoint, &[&parsed], now()) {
             Ok(token) => {
                 let dps = match (dps, enrollment) {
                     (Some(id_scope), Some(enrollment)) => Some(DpsIdentity {
@@ -355,6 +413,7 @@ async fn admit(connect: &Connect, registry: &Registry) -> Result<Admitted, Conne
                     device_id,
                     keep_alive: connect.keep_alive,
                     token_expiry: token.expiry(),
+                    key_hash: dps.is_none().then(|| key_hash(&key)),
                     dps,
                 });
             }
@@ -364,6 +423,15 @@ async fn admit(connect: &Connect, registry: &Registry) -> Result<Admitted, Conne
     Err(refuse(&refusal.unwrap_or_else(|| {
         "no enrollment or keys for this id".to_owned()
     })))
+}
+
+/// A stable fingerprint of a key, so sessions need not hold the key itself. Not a security
+/// boundary: it only tells whether the key a session was admitted with is still accepted.
+pub fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A registry that cannot answer: CONNACK 3 (server unavailable), which the SDKs retry.
@@ -396,7 +464,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             biased;
             _ = shutdown.changed() => return SessionEnd::Shutdown,
-            _ = &mut registration.taken_over => return SessionEnd::TakenOver,
+            reason = &mut registration.closed => return match reason {
+                Ok(CloseReason::Revoked) => SessionEnd::Revoked,
+                Ok(CloseReason::TakenOver) | Err(_) => SessionEnd::TakenOver,
+            },
             () = tokio::time::sleep_until(token_deadline) => return SessionEnd::TokenExpired,
             () = sleep_until_some(keep_alive_deadline) => return SessionEnd::KeepAliveExpired,
             outcome = oldest(&mut pending) => {

@@ -3,6 +3,9 @@
 //! and export) even when no device sends anything. Spin components cannot run in the
 //! background, so the bridge is their clock (`shared/DESIGN.md`).
 //!
+//! After each tick it runs the revocation check ([`crate::revocation`]): connected devices that
+//! were blocked, deleted or re-keyed are disconnected within about a second.
+//!
 //! Ticks never overlap: the next one is due an interval after the previous one was sent and
 //! never before it was answered; missed ticks are skipped, not caught up. A failing tick is
 //! logged once when it starts failing and once when it recovers, not every second.
@@ -15,9 +18,18 @@ use bytes::Bytes;
 use tokio::time::MissedTickBehavior;
 
 use crate::registry::Registry;
+use crate::revocation::Revocation;
+use crate::session::Sessions;
 
-/// Sends a tick through `app` every `interval` until `shutdown` resolves.
-pub async fn run(app: Arc<Registry>, interval: Duration, shutdown: impl Future) {
+/// Sends a tick through `app` every `interval`, then rechecks `sessions`, until `shutdown`
+/// resolves.
+pub async fn run(
+    app: Arc<Registry>,
+    sessions: Arc<Sessions>,
+    interval: Duration,
+    shutdown: impl Future,
+) {
+    let mut revocation = Revocation::default();
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failing = false;
@@ -31,6 +43,10 @@ pub async fn run(app: Arc<Registry>, interval: Duration, shutdown: impl Future) 
             _ = &mut shutdown => return,
             outcome = app.exchange(http::Method::POST, "/internal/tick", Bytes::new()) => outcome,
         };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            () = revocation.recheck(&app, &sessions) => {}
+        }
         match outcome {
             Ok((status, _)) if status.is_success() => {
                 if failing {

@@ -166,6 +166,7 @@ async fn spawn_bridge() -> TestBridge {
     let config = BridgeConfig {
         batcher: handle,
         registry: Arc::new(registry),
+        sessions: Default::default(),
         max_connections: 100,
         max_packet_size: MAX_PACKET,
         limits: SessionLimits {

@@ -13,7 +13,9 @@ use gyre_ingest_bridge::codec::{
 };
 use serde_json::{json, Value};
 
-use crate::bridge::{telemetry_body, telemetry_topic, Device, DeviceKey, TestBridge};
+use crate::bridge::{
+    create_device, telemetry_body, telemetry_topic, Device, DeviceKey, TestBridge,
+};
 use crate::device_templates::publish_thermostat;
 use crate::{Client, Gyre};
 
@@ -45,7 +47,10 @@ fn id_scope(operator: &Client<'_>) -> String {
     let probe = operator.put("/api/devices/scope-probe", json!({"displayName": "probe"}));
     assert!(matches!(probe.status, 200 | 201), "{}", probe.body);
     let credentials = operator.get("/api/devices/scope-probe/credentials").json();
-    credentials["idScope"].as_str().expect("an idScope").to_owned()
+    credentials["idScope"]
+        .as_str()
+        .expect("an idScope")
+        .to_owned()
 }
 
 /// A device flashed with its registration id, the ID scope and its key derived from a group's.
@@ -77,7 +82,13 @@ impl Flashed {
         );
         let resource = format!("{}/registrations/{}", self.id_scope, self.registration_id);
         let expiry = crate::bridge::unix_secs() + 3600;
-        let token = generate_token(&resource, &self.key, expiry, Some("registration"), SrForm::Raw);
+        let token = generate_token(
+            &resource,
+            &self.key,
+            expiry,
+            Some("registration"),
+            SrForm::Raw,
+        );
         (username, token)
     }
 
@@ -121,14 +132,24 @@ async fn open_dps(bridge: &TestBridge, device: &Flashed) -> Device {
 
 /// Publishes a DPS request at QoS 1; returns the response's status and JSON body after the
 /// PUBACK.
-async fn dps_request(connection: &mut Device, topic: &str, body: &[u8], packet_id: u16) -> (u16, Value) {
+async fn dps_request(
+    connection: &mut Device,
+    topic: &str,
+    body: &[u8],
+    packet_id: u16,
+) -> (u16, Value) {
     connection
         .publish(topic, body, packet_id, false)
         .await
         .expect("PUBLISH");
     connection.expect_puback(packet_id).await;
     match connection.recv().await {
-        Some(Packet::Publish(Publish { topic, payload, qos, .. })) => {
+        Some(Packet::Publish(Publish {
+            topic,
+            payload,
+            qos,
+            ..
+        })) => {
             assert_eq!(qos, PublishQos::AtMostOnce);
             let status = topic
                 .as_str()
@@ -136,7 +157,10 @@ async fn dps_request(connection: &mut Device, topic: &str, body: &[u8], packet_i
                 .and_then(|rest| rest.split('/').next())
                 .and_then(|status| status.parse().ok())
                 .unwrap_or_else(|| panic!("not a DPS response topic: {}", topic.as_str()));
-            (status, serde_json::from_slice(&payload).expect("a JSON response"))
+            (
+                status,
+                serde_json::from_slice(&payload).expect("a JSON response"),
+            )
         }
         other => panic!("expected the DPS response, got {other:?}"),
     }
@@ -193,14 +217,20 @@ fn an_unregistered_device_provisions_through_its_group_and_sends_telemetry() {
 
         // And connects to its assigned hub with the same derived key.
         let mut hub = bridge.connect_device(&device.hub_key()).await;
-        hub.publish_and_wait_for_puback(&telemetry_topic("thermostat-42", "m1"), &telemetry_body("m1"))
-            .await;
+        hub.publish_and_wait_for_puback(
+            &telemetry_topic("thermostat-42", "m1"),
+            &telemetry_body("m1"),
+        )
+        .await;
         hub.disconnect().await;
 
         // Provisioning again is allowed and changes nothing.
         let (status, again) = provision(&bridge, &device, Some(THERMOSTAT)).await;
         assert_eq!(status, 200, "{again}");
-        assert_eq!(again["registrationState"]["substatus"], "reprovisionedToInitialAssignment");
+        assert_eq!(
+            again["registrationState"]["substatus"],
+            "reprovisionedToInitialAssignment"
+        );
     });
     assert_eq!(crate::bridge::stored_message_ids(&gyre).get("m1"), Some(&1));
     // The bridge ticks every second, and the tick compacts the inbox of a quiet application.
@@ -229,12 +259,23 @@ fn without_auto_approve_a_device_waits_for_an_operator() {
         let (status, assigned) = provision(&bridge, &device, None).await;
         assert_eq!(status, 200, "{assigned}");
         let waiting = admin.get("/api/devices/pending-1").json();
-        assert_eq!((waiting["enabled"].clone(), waiting["provisioned"].clone()), (json!(false), json!(false)), "{waiting}");
+        assert_eq!(
+            (waiting["enabled"].clone(), waiting["provisioned"].clone()),
+            (json!(false), json!(false)),
+            "{waiting}"
+        );
         assert!(waiting.get("template").is_none(), "unassigned: {waiting}");
 
         // The hub refuses it until the operator approves it.
         let refused = bridge.dialer().try_connect(&device.hub_key()).await;
-        assert!(refused.as_ref().err().is_some_and(|err| err.contains("NotAuthorized")), "{:?}", refused.err());
+        assert!(
+            refused
+                .as_ref()
+                .err()
+                .is_some_and(|err| err.contains("NotAuthorized")),
+            "{:?}",
+            refused.err()
+        );
         let approved = admin.patch("/api/devices/pending-1", json!({"enabled": true}));
         assert_eq!(approved.status, 200, "{}", approved.body);
         // The bridge trusts a registry answer for a few seconds.
@@ -246,7 +287,10 @@ fn without_auto_approve_a_device_waits_for_an_operator() {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        connected.expect("the approved device connects").disconnect().await;
+        connected
+            .expect("the approved device connects")
+            .disconnect()
+            .await;
     });
 }
 
@@ -281,7 +325,10 @@ fn dps_refusals_are_precise() {
         let (status, refused) = provision(&bridge, &device, None).await;
         assert_eq!(status, 401, "{refused}");
         assert_eq!(refused["errorCode"], 401_002);
-        assert!(refused["message"].as_str().unwrap().contains("blocked"), "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("blocked"),
+            "{refused}"
+        );
 
         // A malformed register body, a registration id that is not the connection's, and an
         // unknown operation: each answered with an error, the connection stays usable.
@@ -289,13 +336,26 @@ fn dps_refusals_are_precise() {
         let mut connection = open_dps(&bridge, &device).await;
         let register = "$dps/registrations/PUT/iotdps-register/?$rid=9";
         let (status, body) = dps_request(&mut connection, register, b"{not json", 5).await;
-        assert_eq!((status, body["errorCode"].clone()), (400, json!(400_004)), "{body}");
-        let (status, body) =
-            dps_request(&mut connection, register, br#"{"registrationId":"other"}"#, 6).await;
+        assert_eq!(
+            (status, body["errorCode"].clone()),
+            (400, json!(400_004)),
+            "{body}"
+        );
+        let (status, body) = dps_request(
+            &mut connection,
+            register,
+            br#"{"registrationId":"other"}"#,
+            6,
+        )
+        .await;
         assert_eq!(status, 400, "{body}");
         let poll = "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=10&operationId=nope";
         let (status, body) = dps_request(&mut connection, poll, b" ", 7).await;
-        assert_eq!((status, body["errorCode"].clone()), (404, json!(404_002)), "{body}");
+        assert_eq!(
+            (status, body["errorCode"].clone()),
+            (404, json!(404_002)),
+            "{body}"
+        );
 
         // DPS connections may not send telemetry: the bridge closes the connection.
         connection
@@ -304,5 +364,42 @@ fn dps_refusals_are_precise() {
             .expect("PUBLISH");
         connection.assert_closed().await;
     });
-    assert!(admin.get("/api/devices/d3").status == 404, "a refused request created nothing");
+    assert!(
+        admin.get("/api/devices/d3").status == 404,
+        "a refused request created nothing"
+    );
+}
+
+#[test]
+fn re_keying_a_group_disconnects_its_devices_and_no_one_else() {
+    let gyre = Gyre::start();
+    let admin = gyre.admin();
+    let group_key = create_group(&admin, "SAS-IoT-Devices", true);
+    let scope = id_scope(&admin);
+    let individual = create_device(&admin, "own-keys");
+    let bridge = gyre.start_bridge();
+    let flashed = Flashed::new("from-group", &scope, &group_key);
+
+    runtime().block_on(async {
+        assert_eq!(provision(&bridge, &flashed, None).await.0, 200);
+        let mut derived = bridge.connect_device(&flashed.hub_key()).await;
+        let mut own = bridge.connect_device(&individual).await;
+
+        let rotated = admin.patch(
+            "/api/enrollmentGroups/SAS-IoT-Devices",
+            json!({"attestation": {"symmetricKey": {"primaryKey": null, "secondaryKey": null}}}),
+        );
+        assert_eq!(rotated.status, 200, "{}", rotated.body);
+        // The bridge rechecks on its one-second tick; the old derived key is gone.
+        derived.assert_closed().await;
+        let refused = bridge.dialer().try_connect(&flashed.hub_key()).await;
+        assert!(refused.is_err(), "the old derived key still connects");
+
+        // A device with its own keys is not affected.
+        own.publish_and_wait_for_puback(
+            &telemetry_topic("own-keys", "still-here"),
+            &telemetry_body("still-here"),
+        )
+        .await;
+    });
 }

@@ -25,8 +25,9 @@ use gyre_domain::time::Timestamp;
 use spin_sdk::http::{Params, Request, Response, Router};
 
 /// The audit log's names for these resources.
-const DEVICE: &str = "device";
-const ATTESTATION: &str = "deviceAttestation";
+// The bridge watches these (`audit::connection_changes`).
+const DEVICE: &str = audit::resource::DEVICE;
+const ATTESTATION: &str = audit::resource::DEVICE_ATTESTATION;
 
 pub fn routes(router: &mut Router) {
     router.get("/api/devices", authorized(list));

@@ -18,7 +18,8 @@ use gyre_domain::store::Sql;
 use spin_sdk::http::{Params, Request, Response, Router};
 
 /// The audit log's name for these resources.
-const RESOURCE_TYPE: &str = "enrollmentGroup";
+// The bridge watches it (`audit::connection_changes`).
+const RESOURCE_TYPE: &str = audit::resource::ENROLLMENT_GROUP;
 
 pub fn routes(router: &mut Router) {
     router.get("/api/enrollmentGroups", authorized(list));

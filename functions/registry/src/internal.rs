@@ -17,6 +17,10 @@ pub fn routes(router: &mut Router) {
         internal(connection),
     );
     router.get(
+        "/internal/registry/connection-changes",
+        internal(connection_changes),
+    );
+    router.get(
         "/internal/registry/registrations/:registration_id",
         internal(registration_candidates),
     );
@@ -44,6 +48,26 @@ fn connection(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Respon
     })?;
     let enrollments = provisioning::enrollments(&mut ctx.sql, &device_id, Some(&device))?;
     json_response(200, &DeviceConnection::new(&device, &enrollments))
+}
+
+/// The most device ids one answer names; beyond, it asks the bridge to recheck every device.
+const MAX_CHANGED_DEVICES: u32 = 1000;
+
+/// `GET /internal/registry/connection-changes[?after=cursor]`: the devices whose right to
+/// connect may have changed since `after` (none, with the current cursor, without `after`).
+fn connection_changes(
+    ctx: &mut Ctx,
+    request: Request,
+    _params: Params,
+) -> Result<Response, ApiError> {
+    let after = match query_param(&request, "after") {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().map_err(|_| ApiError::BadRequest {
+            message: format!("`after={raw}` is not a cursor"),
+        })?),
+    };
+    let changes = audit::connection_changes(&mut ctx.sql, after, MAX_CHANGED_DEVICES)?;
+    json_response(200, &changes)
 }
 
 /// `GET /internal/registry/registrations/{id}?idScope=`: the enrollments a DPS connection may
@@ -96,7 +120,7 @@ fn register(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response,
                     at: now,
                     actor: format!("device:{registration_id}"),
                     action,
-                    resource_type: "device".to_owned(),
+                    resource_type: audit::resource::DEVICE.to_owned(),
                     resource_id: registration_id.as_str().to_owned(),
                     detail: Some("dps registration".to_owned()),
                 },

@@ -49,3 +49,17 @@ impl DeviceConnection {
         }
     }
 }
+
+/// `GET /internal/registry/connection-changes?after={cursor}`: what changed in the registry that
+/// may end a connected device's right to stay connected (blocked, deleted, new keys, a group
+/// disabled or re-keyed). The bridge polls it on its tick and rechecks the devices named
+/// (every connected device when `all_devices`), closing the sessions that may no longer
+/// connect; IoT Hub does the same when a device is disabled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionChanges {
+    /// Pass it as `after` next time.
+    pub cursor: i64,
+    pub device_ids: Vec<String>,
+    pub all_devices: bool,
+}

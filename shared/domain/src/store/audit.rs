@@ -17,6 +17,14 @@ use serde::{Deserialize, Serialize};
 use super::{Rows, Sql, StoreError, Value};
 use crate::time::Timestamp;
 
+/// The `resource_type`s that decide whether a device may connect, as the registry writes them:
+/// the device itself, its individual keys, and the enrollment groups its keys may derive from.
+pub mod resource {
+    pub const DEVICE: &str = "device";
+    pub const DEVICE_ATTESTATION: &str = "deviceAttestation";
+    pub const ENROLLMENT_GROUP: &str = "enrollmentGroup";
+}
+
 /// What happened to the resource. Stored and serialised in lower case (`create`, `update`,
 /// `delete`); never rename a variant's string, rows in the field hold it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -293,5 +301,117 @@ mod tests {
             Value::Blob(vec![1]),
             "detail of audit record 1: not text",
         );
+    }
+}
+
+/// Devices whose right to connect may have changed after `after_seq` (`None`: the bridge
+/// starts now and needs only the cursor), for the bridge to recheck its live sessions; see
+/// [`crate::bridge::ConnectionChanges`].
+pub fn connection_changes<S: Sql>(
+    sql: &mut S,
+    after_seq: Option<i64>,
+    limit: u32,
+) -> Result<crate::bridge::ConnectionChanges, StoreError> {
+    const LAST: &str = "SELECT coalesce(max(seq), 0) FROM audit_log";
+    let rows = sql.execute(LAST, &[])?;
+    let cursor = rows
+        .scalar()
+        .and_then(Value::as_integer)
+        .ok_or_else(|| StoreError::UnexpectedResult {
+            statement: LAST,
+            detail: format!("{rows:?}"),
+        })?;
+    let mut changes = crate::bridge::ConnectionChanges {
+        cursor,
+        device_ids: Vec::new(),
+        all_devices: false,
+    };
+    let Some(after_seq) = after_seq else {
+        return Ok(changes);
+    };
+    // Up to `cursor` only: a row appended after the first read belongs to the next poll.
+    const CHANGED: &str = "SELECT DISTINCT resource_type, resource_id FROM audit_log \
+         WHERE seq > ?1 AND seq <= ?2 AND resource_type IN (?3, ?4, ?5) LIMIT ?6";
+    let rows = sql.execute(
+        CHANGED,
+        &[
+            Value::Integer(after_seq),
+            Value::Integer(cursor),
+            Value::Text(resource::DEVICE.to_owned()),
+            Value::Text(resource::DEVICE_ATTESTATION.to_owned()),
+            Value::Text(resource::ENROLLMENT_GROUP.to_owned()),
+            Value::Integer(i64::from(limit) + 1),
+        ],
+    )?;
+    for row in &rows.rows {
+        match (row[0].as_text(), row[1].as_text()) {
+            (Some(resource::ENROLLMENT_GROUP), _) => changes.all_devices = true,
+            (Some(_), Some(device_id)) => changes.device_ids.push(device_id.to_owned()),
+            _ => {
+                return Err(StoreError::UnexpectedResult {
+                    statement: CHANGED,
+                    detail: format!("{row:?}"),
+                })
+            }
+        }
+    }
+    changes.device_ids.sort();
+    changes.device_ids.dedup();
+    // Too many to list: recheck every device instead.
+    if changes.all_devices || changes.device_ids.len() > limit as usize {
+        changes.all_devices = true;
+        changes.device_ids.clear();
+    }
+    Ok(changes)
+}
+
+#[cfg(all(test, feature = "rusqlite"))]
+mod connection_changes_tests {
+    use super::*;
+    use crate::store::{migrate, RusqliteSql};
+
+    fn record(resource_type: &str, resource_id: &str) -> AuditRecord {
+        AuditRecord {
+            at: Timestamp::from_unix_millis(0),
+            actor: "test".into(),
+            action: AuditAction::Update,
+            resource_type: resource_type.into(),
+            resource_id: resource_id.into(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn connection_changes_name_devices_once_and_everything_after_a_group_change() {
+        let mut sql = RusqliteSql::open_in_memory().unwrap();
+        migrate(&mut sql, Timestamp::from_unix_millis(0)).unwrap();
+        append(&mut sql, &record(resource::DEVICE, "before")).unwrap();
+        let start = connection_changes(&mut sql, None, 10).unwrap();
+        assert_eq!((start.device_ids.len(), start.all_devices), (0, false));
+
+        for (kind, id) in [
+            (resource::DEVICE, "d2"),
+            ("apiToken", "t1"),
+            (resource::DEVICE_ATTESTATION, "d1"),
+            (resource::DEVICE, "d2"),
+        ] {
+            append(&mut sql, &record(kind, id)).unwrap();
+        }
+        let changes = connection_changes(&mut sql, Some(start.cursor), 10).unwrap();
+        assert_eq!(changes.device_ids, vec!["d1".to_owned(), "d2".to_owned()]);
+        assert!(!changes.all_devices);
+        assert_eq!(changes.cursor, start.cursor + 4);
+        let quiet = connection_changes(&mut sql, Some(changes.cursor), 10).unwrap();
+        assert_eq!((quiet.device_ids.len(), quiet.cursor), (0, changes.cursor));
+
+        append(&mut sql, &record(resource::ENROLLMENT_GROUP, "g")).unwrap();
+        let group = connection_changes(&mut sql, Some(changes.cursor), 10).unwrap();
+        assert!(group.all_devices && group.device_ids.is_empty());
+
+        for n in 0..3 {
+            append(&mut sql, &record(resource::DEVICE, &format!("x{n}"))).unwrap();
+        }
+        let many = connection_changes(&mut sql, Some(group.cursor), 2).unwrap();
+        assert!(many.all_devices, "more than the limit: recheck everything");
     }
 }
