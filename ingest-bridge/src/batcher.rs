@@ -52,15 +52,22 @@ pub struct FlushPolicy {
     pub max_messages: usize,
     /// Send once the oldest item has waited this long.
     pub max_age: Duration,
+    /// Also send as soon as no batch is in flight (group commit): the next batch fills while
+    /// the previous one commits, so batches grow with the load and a lone message waits for no
+    /// timer. Without it a quiet bridge holds every message for `max_age`.
+    pub eager: bool,
 }
 
 impl FlushPolicy {
-    /// Whether `batch` should be sent at `now`. An empty batch is never due.
-    pub fn is_due(&self, batch: &Batch, now: Instant) -> bool {
+    /// Whether `batch` should be sent at `now`, `idle` telling whether no batch is in flight.
+    /// An empty batch is never due.
+    pub fn is_due(&self, batch: &Batch, now: Instant, idle: bool) -> bool {
         match batch.oldest {
             None => false,
             Some(oldest) => {
-                self.is_full(batch) || now.saturating_duration_since(oldest) >= self.max_age
+                (self.eager && idle)
+                    || self.is_full(batch)
+                    || now.saturating_duration_since(oldest) >= self.max_age
             }
         }
     }
@@ -226,7 +233,7 @@ pub async fn run<U: Upstream>(
 
     loop {
         let now = Instant::now();
-        let due = policy.is_due(&batch, now);
+        let due = policy.is_due(&batch, now, in_flight.len() == 0);
         if due && in_flight.len() < max_in_flight {
             in_flight.send(std::mem::take(&mut batch));
             continue;

@@ -179,6 +179,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             policy: FlushPolicy {
                 max_messages: args.batch_max_messages,
                 max_age: args.batch_max_age,
+                eager: true,
             },
             max_in_flight: 4,
             shutdown_deadline: Duration::from_secs(10),

@@ -61,7 +61,18 @@ struct Bridge {
     task: JoinHandle<()>,
 }
 
+/// A batcher flushing by size and age only (`eager` off), as most tests here want.
 fn spawn(max_messages: usize, max_age_ms: u64, capacity: usize, max_in_flight: usize) -> Bridge {
+    spawn_with(max_messages, max_age_ms, capacity, max_in_flight, false)
+}
+
+fn spawn_with(
+    max_messages: usize,
+    max_age_ms: u64,
+    capacity: usize,
+    max_in_flight: usize,
+    eager: bool,
+) -> Bridge {
     let (calls_tx, calls) = mpsc::unbounded_channel();
     let (handle, inbox) = batcher::channel(capacity);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -69,6 +80,7 @@ fn spawn(max_messages: usize, max_age_ms: u64, capacity: usize, max_in_flight: u
         policy: FlushPolicy {
             max_messages,
             max_age: Duration::from_millis(max_age_ms),
+            eager,
         },
         max_in_flight,
         shutdown_deadline: Duration::from_secs(5),
@@ -99,6 +111,7 @@ fn flush_policy_decides_by_size_and_age() {
     let policy = FlushPolicy {
         max_messages: 3,
         max_age: Duration::from_millis(100),
+        eager: false,
     };
     let start = Instant::now();
     // (items, elapsed since the first item in ms, expected)
@@ -132,7 +145,7 @@ fn flush_policy_decides_by_size_and_age() {
         }
         let now = start + Duration::from_millis(elapsed_ms);
         assert_eq!(
-            policy.is_due(&batch, now),
+            policy.is_due(&batch, now, true),
             expected,
             "{items} items, {elapsed_ms} ms"
         );
@@ -146,12 +159,13 @@ fn a_batch_is_due_once_its_bodies_reach_the_byte_budget() {
     let policy = FlushPolicy {
         max_messages: 1000,
         max_age: Duration::from_secs(60),
+        eager: false,
     };
     let start = Instant::now();
     let full_size = "A".repeat(256 * 1024 / 3 * 4);
     let mut batch = Batch::new();
     let mut pushed = 0;
-    while !policy.is_due(&batch, start) {
+    while !policy.is_due(&batch, start, true) {
         let (ack, _receiver) = oneshot::channel();
         let mut big = message(pushed);
         big.body = full_size.clone();
@@ -172,6 +186,64 @@ fn a_batch_is_due_once_its_bodies_reach_the_byte_budget() {
         pushed * full_size.len() < 8 * 1024 * 1024,
         "{pushed} messages"
     );
+}
+
+#[test]
+fn an_eager_policy_sends_whenever_nothing_is_in_flight() {
+    let policy = FlushPolicy {
+        max_messages: 1000,
+        max_age: Duration::from_secs(60),
+        eager: true,
+    };
+    let start = Instant::now();
+    let mut batch = Batch::new();
+    assert!(
+        !policy.is_due(&batch, start, true),
+        "an empty batch is never due"
+    );
+    let (ack, _receiver) = oneshot::channel();
+    batch.push(
+        Submission::Message(Pending {
+            message: message(0),
+            ack,
+        }),
+        start,
+    );
+    assert!(policy.is_due(&batch, start, true), "idle: at once");
+    assert!(!policy.is_due(&batch, start, false), "busy: size or age");
+    assert!(policy.is_due(&batch, start + Duration::from_secs(60), false));
+}
+
+/// Group commit: the first message leaves at once; what arrives while it commits leaves
+/// together as soon as it committed, without waiting for the age timer.
+#[tokio::test(start_paused = true)]
+async fn an_eager_batcher_sends_what_accumulated_while_the_previous_batch_committed() {
+    let mut bridge = spawn_with(1000, 60_000, 16, 4, true);
+    let start = Instant::now();
+    let first = bridge.handle.submit(message(0)).await.unwrap();
+    let (batch, reply) = bridge.calls.recv().await.unwrap();
+    assert_eq!(batch.messages, vec![message(0)]);
+    let mut acks = Vec::new();
+    for n in 1..4 {
+        acks.push(bridge.handle.submit(message(n)).await.unwrap());
+    }
+    tokio::time::advance(Duration::from_millis(5)).await;
+    assert!(
+        bridge.calls.try_recv().is_err(),
+        "nothing more while the first is in flight"
+    );
+    reply.send(committed(&batch)).unwrap();
+    assert_eq!(first.await.unwrap(), Ok(()));
+    let (next, reply) = bridge.calls.recv().await.unwrap();
+    assert_eq!(next.messages, vec![message(1), message(2), message(3)]);
+    assert!(
+        Instant::now() - start < Duration::from_secs(1),
+        "no age timer involved"
+    );
+    reply.send(committed(&next)).unwrap();
+    for ack in acks {
+        assert_eq!(ack.await.unwrap(), Ok(()));
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -150,6 +150,7 @@ async fn spawn_bridge() -> TestBridge {
         policy: FlushPolicy {
             max_messages: 1,
             max_age: Duration::from_millis(1),
+            eager: true,
         },
         max_in_flight: 8,
         shutdown_deadline: Duration::from_secs(1),

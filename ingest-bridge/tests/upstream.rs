@@ -270,6 +270,7 @@ async fn spawn_batcher(base_url: &str) -> batcher::BatcherHandle {
         policy: FlushPolicy {
             max_messages: 2,
             max_age: Duration::from_secs(60),
+            eager: false,
         },
         max_in_flight: 1,
         shutdown_deadline: Duration::from_secs(5),
