@@ -8,6 +8,7 @@
 //! every error path does not skew the numbers.
 
 mod host;
+mod ingest;
 mod registry;
 
 use std::io::{BufRead, BufReader, Read};
@@ -29,10 +30,8 @@ struct Bench {
     run: fn(&Project, &BenchFlags) -> anyhow::Result<()>,
 }
 
-/// Every benchmark. Planned next, one module each: `ingest` (MQTT publishes through the bridge
-/// to acknowledged, stored telemetry; msgs/s and publish-to-PUBACK latency, with a reference
-/// broker when installed), `query` (telemetry time-window queries), `commands` (direct-method
-/// round trips through the bridge).
+/// Every benchmark. Planned next, one module each: `query` (telemetry time-window queries),
+/// `commands` (direct-method round trips through the bridge).
 const BENCHES: &[Bench] = &[
     Bench {
         name: "host",
@@ -46,7 +45,40 @@ const BENCHES: &[Bench] = &[
                   fixed 1,000 req/s), a page of the device list, a device group's members",
         run: registry::run,
     },
+    Bench {
+        name: "ingest",
+        summary: "MQTT devices (1 to 10,000, TCP and TLS) publishing QoS 1 telemetry through \
+                  the bridge to stored rows: msgs/s, publish-to-PUBACK latency, CPU, memory; \
+                  idle memory per TLS connection; mosquitto as the reference",
+        run: ingest::run,
+    },
 ];
+
+/// The HTTP benchmarks' defaults (`bench host`, `bench registry`).
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
+const DEFAULT_HTTP_CONNECTIONS: usize = 16;
+
+impl BenchFlags {
+    /// `--duration`, else the benchmark's `default`.
+    fn duration_or(&self, default: Duration) -> Duration {
+        self.duration.unwrap_or(default)
+    }
+
+    /// `--warmup`, else the benchmark's `default`.
+    fn warmup_or(&self, default: Duration) -> Duration {
+        self.warmup.unwrap_or(default)
+    }
+
+    /// The one connection count of an HTTP benchmark: `--connections N`, else 16.
+    fn http_connections(&self) -> anyhow::Result<usize> {
+        match self.connections.as_slice() {
+            [] => Ok(DEFAULT_HTTP_CONNECTIONS),
+            [count] => Ok(*count),
+            _ => bail!("this benchmark takes one `--connections` count"),
+        }
+    }
+}
 
 /// How long a server may take to compile its components and start listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -98,15 +130,15 @@ struct Load<'a> {
 
 impl<'a> Load<'a> {
     /// A closed-loop load of `url` sized by the command line.
-    fn closed_loop(url: &'a str, bench_flags: &BenchFlags) -> Load<'a> {
-        Load {
+    fn closed_loop(url: &'a str, bench_flags: &BenchFlags) -> anyhow::Result<Load<'a>> {
+        Ok(Load {
             url,
             headers: &[],
-            connections: bench_flags.connections,
-            duration: bench_flags.duration,
-            warmup: bench_flags.warmup,
+            connections: bench_flags.http_connections()?,
+            duration: bench_flags.duration_or(DEFAULT_DURATION),
+            warmup: bench_flags.warmup_or(DEFAULT_WARMUP),
             rate: None,
-        }
+        })
     }
 }
 
@@ -235,6 +267,22 @@ fn start_gyre_host(
             ),
         }
     }
+}
+
+/// spin.toml with its `source = "target/...` paths made absolute, so the copy in the scratch
+/// directory runs the components this build produced (as the end-to-end tests do).
+fn app_manifest(project: &Project) -> anyhow::Result<String> {
+    let path = project.path("spin.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let absolute = format!("source = \"{}/", project.target_dir.display());
+    if !text.contains("source = \"target/") {
+        bail!(
+            "{} has no `source = \"target/...` to rewrite",
+            path.display()
+        );
+    }
+    Ok(text.replace("source = \"target/", &absolute))
 }
 
 /// The last lines of a server's log, for an error message (the log itself is in the scratch

@@ -18,14 +18,19 @@ Tasks:
   bench host [OPTIONS]    HTTP throughput of gyre-host, with `wasmtime serve` as the reference
   bench registry [OPTIONS]
                           REST latency and throughput of the registry with 100,000 devices
+  bench ingest [OPTIONS]  MQTT devices publishing through the bridge, with mosquitto as the
+                          reference
 
-Options of `bench host` and `bench registry`:
+Options of the benchmarks:
   --repeat N              measurements per case; the table shows medians (default 3)
-  --duration D            measured time per run, e.g. 10s (default 10s)
+  --duration D            measured time per run, e.g. 10s (default 10s; ingest 5s)
   --warmup D              unmeasured time before each run (default 2s)
-  --connections N         keep-alive connections of the load generator (default 16)
-  --no-reference          `bench host` only: skip the `wasmtime serve` reference (and its
-                          installation)
+  --connections N[,N..]   keep-alive connections of the load generator (default 16); `ingest`:
+                          the device counts to run (default 1,100,1000,10000)
+  --transport T[,T..]     `ingest` only: tcp, tls or both (default tcp,tls)
+  --window N              `ingest` only: PUBACKs outstanding per device (default 8)
+  --no-reference          skip the reference (`host`: `wasmtime serve`; `ingest`: mosquitto)
+                          and its installation
 ";
 
 /// What the user asked for.
@@ -46,10 +51,16 @@ pub struct BenchFlags {
     /// `None` lists the benchmarks.
     pub target: Option<String>,
     pub repeat: usize,
-    pub duration: Duration,
-    pub warmup: Duration,
-    pub connections: usize,
-    /// Skip the reference runtime (for `host`: `wasmtime serve`).
+    /// `None`: the benchmark's default (`bench::BenchFlags::duration_or`).
+    pub duration: Option<Duration>,
+    pub warmup: Option<Duration>,
+    /// `--connections 1,100`; empty: the benchmark's default.
+    pub connections: Vec<usize>,
+    /// `--transport tcp,tls` (`ingest`); empty: the benchmark's default.
+    pub transports: Vec<String>,
+    /// `--window N` (`ingest`).
+    pub window: Option<usize>,
+    /// Skip the reference (for `host`: `wasmtime serve`; for `ingest`: mosquitto).
     pub no_reference: bool,
 }
 
@@ -82,9 +93,11 @@ fn parse_bench(args: &[String]) -> anyhow::Result<BenchFlags> {
     let mut bench_flags = BenchFlags {
         target: None,
         repeat: 3,
-        duration: Duration::from_secs(10),
-        warmup: Duration::from_secs(2),
-        connections: 16,
+        duration: None,
+        warmup: None,
+        connections: Vec::new(),
+        transports: Vec::new(),
+        window: None,
         no_reference: false,
     };
     let mut args = args.iter();
@@ -99,10 +112,22 @@ fn parse_bench(args: &[String]) -> anyhow::Result<BenchFlags> {
                 bench_flags.repeat = parse_count("--repeat", value_of("--repeat")?)?;
             }
             "--connections" => {
-                bench_flags.connections = parse_count("--connections", value_of("--connections")?)?;
+                bench_flags.connections = value_of("--connections")?
+                    .split(',')
+                    .map(|count| parse_count("--connections", count.trim()))
+                    .collect::<anyhow::Result<_>>()?;
             }
-            "--duration" => bench_flags.duration = parse_duration(value_of("--duration")?)?,
-            "--warmup" => bench_flags.warmup = parse_duration(value_of("--warmup")?)?,
+            "--transport" => {
+                bench_flags.transports = value_of("--transport")?
+                    .split(',')
+                    .map(|transport| transport.trim().to_owned())
+                    .collect();
+            }
+            "--window" => {
+                bench_flags.window = Some(parse_count("--window", value_of("--window")?)?)
+            }
+            "--duration" => bench_flags.duration = Some(parse_duration(value_of("--duration")?)?),
+            "--warmup" => bench_flags.warmup = Some(parse_duration(value_of("--warmup")?)?),
             "--no-reference" => bench_flags.no_reference = true,
             flag if flag.starts_with('-') => bail!("unknown option `{flag}` to `bench`"),
             target if bench_flags.target.is_none() => bench_flags.target = Some(target.to_owned()),
@@ -194,10 +219,33 @@ mod tests {
         assert_eq!(host.target.as_deref(), Some("host"));
         assert_eq!(
             (host.repeat, host.duration, host.no_reference),
-            (1, Duration::from_secs(3), true)
+            (1, Some(Duration::from_secs(3)), true)
         );
+        assert_eq!((host.warmup, host.connections.len()), (None, 0));
         assert!(parse_strs(&["bench", "host", "--repeat", "0"]).is_err());
         assert!(parse_strs(&["bench", "host", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn ingest_takes_lists_of_connection_counts_and_transports() {
+        let Task::Bench(ingest) = parse_strs(&[
+            "bench",
+            "ingest",
+            "--connections",
+            "1,100",
+            "--transport",
+            "tls",
+            "--window",
+            "1",
+        ])
+        .unwrap() else {
+            panic!("not bench")
+        };
+        assert_eq!(ingest.connections, [1, 100]);
+        assert_eq!(ingest.transports, ["tls"]);
+        assert_eq!(ingest.window, Some(1));
+        assert!(parse_strs(&["bench", "ingest", "--connections", "1,,100"]).is_err());
+        assert!(parse_strs(&["bench", "ingest", "--window", "0"]).is_err());
     }
 
     #[test]

@@ -26,8 +26,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::histogram::Histogram;
 use crate::target::Target;
+use gyre_loadgen::histogram::Histogram;
 
 pub struct Config {
     pub target: Target,

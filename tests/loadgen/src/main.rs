@@ -17,7 +17,6 @@
 //! anything but loopback); `load.rs` drives the connections; `histogram.rs` keeps latencies.
 //! Deliberately absent: TLS, HTTP/2, and any non-loopback target.
 
-mod histogram;
 mod load;
 mod target;
 

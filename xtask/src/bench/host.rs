@@ -66,7 +66,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
                 project,
                 bench_flags,
                 case,
-                &Load::closed_loop(&url, bench_flags),
+                &Load::closed_loop(&url, bench_flags)?,
             )?;
             rows.push((case.to_string(), summary));
         }
@@ -80,7 +80,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
             project,
             bench_flags,
             case,
-            &Load::closed_loop(&url, bench_flags),
+            &Load::closed_loop(&url, bench_flags)?,
         )?;
         rows.push((case.to_string(), summary));
         server.stop(Duration::from_secs(10))?;
@@ -89,9 +89,9 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     println!();
     println!(
         "bench host: {} connections, {:?} per run after {:?} warm-up, median of {} run(s), {} CPU(s)",
-        bench_flags.connections,
-        bench_flags.duration,
-        bench_flags.warmup,
+        bench_flags.http_connections()?,
+        bench_flags.duration_or(super::DEFAULT_DURATION),
+        bench_flags.warmup_or(super::DEFAULT_WARMUP),
         bench_flags.repeat,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 
-use super::{measure, print_table, start_gyre_host, Load, Measurement, ScratchDir};
+use super::{app_manifest, measure, print_table, start_gyre_host, Load, Measurement, ScratchDir};
 use crate::bootstrap;
 use crate::build;
 use crate::flags::BenchFlags;
@@ -155,7 +155,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
         let load = Load {
             headers: &headers,
             rate: case.rate,
-            ..Load::closed_loop(&url, bench_flags)
+            ..Load::closed_loop(&url, bench_flags)?
         };
         let summary = measure(project, bench_flags, case.name, &load)?;
         rows.push((case.name.to_string(), summary));
@@ -166,9 +166,9 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     println!(
         "bench registry: {N_DEVICES} devices, {} connections, {:?} per run after {:?} warm-up, \
          median of {} run(s), {} CPU(s)",
-        bench_flags.connections,
-        bench_flags.duration,
-        bench_flags.warmup,
+        bench_flags.http_connections()?,
+        bench_flags.duration_or(super::DEFAULT_DURATION),
+        bench_flags.warmup_or(super::DEFAULT_WARMUP),
         bench_flags.repeat,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
@@ -203,22 +203,6 @@ fn target_verdict(at_rate: &Measurement) -> String {
         at_rate.rps,
         if met { "met" } else { "MISSED" }
     )
-}
-
-/// spin.toml with its `source = "target/...` paths made absolute, so the copy in the scratch
-/// directory runs the components this build produced (as the end-to-end tests do).
-fn app_manifest(project: &Project) -> anyhow::Result<String> {
-    let path = project.path("spin.toml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let absolute = format!("source = \"{}/", project.target_dir.display());
-    if !text.contains("source = \"target/") {
-        bail!(
-            "{} has no `source = \"target/...` to rewrite",
-            path.display()
-        );
-    }
-    Ok(text.replace("source = \"target/", &absolute))
 }
 
 /// The SQL that loads the benchmark's data: one device template, `n_devices` devices
