@@ -79,17 +79,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Encodes `packet` and writes it out, flushed.
+    /// Encodes `packet` and writes it out, flushed (with anything [`Connection::queue`]d).
     pub async fn write_packet(&mut self, packet: &Packet) -> Result<(), ConnectionError> {
-        self.write_buffer.clear();
+        self.queue(packet)?;
+        self.flush_queued().await
+    }
+
+    /// Encodes `packet` behind what is queued, to go out with the next flush: PUBACKs settled
+    /// together leave in one write (one syscall, one TLS record) instead of one each.
+    pub fn queue(&mut self, packet: &Packet) -> Result<(), ConnectionError> {
         codec::encode(packet, &mut self.write_buffer)?;
-        self.stream.write_all(&self.write_buffer).await?;
-        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Writes out and flushes everything queued.
+    pub async fn flush_queued(&mut self) -> Result<(), ConnectionError> {
+        let written = async {
+            self.stream.write_all(&self.write_buffer).await?;
+            self.stream.flush().await
+        }
+        .await;
+        self.write_buffer.clear();
         // Outgoing packets are small (acks, CONNACK); do not keep a large buffer per connection.
         if self.write_buffer.capacity() > INITIAL_READ_CAPACITY {
             self.write_buffer = BytesMut::new();
         }
-        Ok(())
+        Ok(written?)
     }
 
     /// Closes the write side so the peer sees end of stream.

@@ -98,30 +98,30 @@ async fn serve(
         let max_packet_size = config.max_packet_size;
         let acceptor = acceptor.clone();
         tasks.spawn(async move {
+            // The stream is boxed and the handshake runs in its own boxed future: a task is as
+            // large as its largest state for the connection's whole life, and an idle TLS
+            // connection should cost kilobytes, not the handshake's peak (memory per idle
+            // connection is a target of `cargo xtask bench ingest`).
             match acceptor {
                 None => {
-                    serve_stream(stream, peer, max_packet_size, &shared, &mut shutdown_seen).await
+                    serve_stream(
+                        Box::new(stream),
+                        peer,
+                        max_packet_size,
+                        &shared,
+                        &mut shutdown_seen,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
+                    let handshake = Box::pin(handshake(
+                        acceptor,
+                        stream,
+                        peer,
                         shared.limits.connect_timeout,
-                        acceptor.accept(stream),
-                    );
-                    let stream = tokio::select! {
-                        _ = shutdown_seen.changed() => None,
-                        handshake = handshake => match handshake {
-                            Ok(Ok(stream)) => Some(stream),
-                            Ok(Err(err)) => {
-                                tracing::info!(%peer, cause = %err, "TLS handshake failed");
-                                None
-                            }
-                            Err(_elapsed) => {
-                                tracing::info!(%peer, "TLS handshake timed out");
-                                None
-                            }
-                        },
-                    };
-                    if let Some(stream) = stream {
+                        &mut shutdown_seen,
+                    ));
+                    if let Some(stream) = handshake.await {
                         serve_stream(stream, peer, max_packet_size, &shared, &mut shutdown_seen)
                             .await;
                     }
@@ -136,6 +136,32 @@ async fn serve(
     drop(listener);
     let _ = notify_shutdown.send(());
     while tasks.join_next().await.is_some() {}
+}
+
+/// The TLS handshake of an accepted connection, within `timeout`; `None` when it failed, timed
+/// out or the bridge is shutting down.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+    shutdown: &mut watch::Receiver<()>,
+) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
+    let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+    tokio::select! {
+        _ = shutdown.changed() => None,
+        handshake = handshake => match handshake {
+            Ok(Ok(stream)) => Some(Box::new(stream)),
+            Ok(Err(err)) => {
+                tracing::info!(%peer, cause = %err, "TLS handshake failed");
+                None
+            }
+            Err(_elapsed) => {
+                tracing::info!(%peer, "TLS handshake timed out");
+                None
+            }
+        },
+    }
 }
 
 /// Runs one session over an established stream (plain TCP or TLS) and logs its end.

@@ -255,41 +255,12 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     shutdown: &mut watch::Receiver<()>,
 ) -> SessionEnd {
-    let connect =
-        match tokio::time::timeout(shared.limits.connect_timeout, connection.read_packet()).await {
-            Err(_elapsed) => return SessionEnd::ConnectTimeout,
-            Ok(Err(ConnectionError::Protocol(err))) => {
-                // An unsupported protocol level or an empty client id gets its CONNACK first.
-                if let Some(code) = err.connack_code() {
-                    let connack = Packet::ConnAck(ConnAck {
-                        session_present: false,
-                        code,
-                    });
-                    let _ = connection.write_packet(&connack).await;
-                    connection.shutdown().await;
-                }
-                return ConnectionError::Protocol(err).into();
-            }
-            Ok(Err(err)) => return err.into(),
-            Ok(Ok(None)) => return SessionEnd::Closed,
-            Ok(Ok(Some(Packet::Connect(connect)))) => connect,
-            // MQTT-3.1.0-1: the first packet must be CONNECT.
-            Ok(Ok(Some(_))) => return SessionEnd::Protocol("first packet is not CONNECT"),
-        };
-    // Boxed, like every rare path that awaits the registry: a future's size is that of its
-    // largest state, and the session future lives as long as the connection (memory per idle
-    // connection is a target).
-    let admitted = match Box::pin(admit(&connect, &shared.registry)).await {
+    // Boxed, like every rare path that awaits the registry: a future is as large as its largest
+    // state, and the session future lives as long as the connection (memory per idle
+    // connection is a target), so the CONNECT and its checks must not stay in it.
+    let admitted = match Box::pin(connect(&mut connection, shared)).await {
         Ok(admitted) => admitted,
-        Err(code) => {
-            let connack = Packet::ConnAck(ConnAck {
-                session_present: false,
-                code,
-            });
-            let _ = connection.write_packet(&connack).await;
-            connection.shutdown().await;
-            return SessionEnd::Refused(code);
-        }
+        Err(end) => return end,
     };
     tracing::Span::current().record("device_id", admitted.device_id.as_str());
     let mut registration = shared.sessions.register(
@@ -305,11 +276,13 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let is_hub = admitted.dps.is_none();
     if is_hub
-        && shared
-            .batcher
-            .event(event(&admitted.device_id, ConnectivityKind::Connected))
-            .await
-            .is_err()
+        && Box::pin(
+            shared
+                .batcher
+                .event(event(&admitted.device_id, ConnectivityKind::Connected)),
+        )
+        .await
+        .is_err()
     {
         return SessionEnd::BatcherClosed;
     }
@@ -326,13 +299,59 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     // After a takeover the device is still connected, through the newer session: a
     // `disconnected` event now would land after that session's `connected`.
     if is_hub && !matches!(end, SessionEnd::TakenOver) {
-        let _ = shared
-            .batcher
-            .event(event(&admitted.device_id, ConnectivityKind::Disconnected))
-            .await;
+        let _ = Box::pin(
+            shared
+                .batcher
+                .event(event(&admitted.device_id, ConnectivityKind::Disconnected)),
+        )
+        .await;
     }
     connection.shutdown().await;
     end
+}
+
+/// Reads the CONNECT (within the connect timeout) and authenticates it; a refusal is answered
+/// with its CONNACK here.
+async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
+    shared: &Shared,
+) -> Result<Admitted, SessionEnd> {
+    let connect =
+        match tokio::time::timeout(shared.limits.connect_timeout, connection.read_packet()).await {
+            Err(_elapsed) => return Err(SessionEnd::ConnectTimeout),
+            Ok(Err(ConnectionError::Protocol(err))) => {
+                // An unsupported protocol level or an empty client id gets its CONNACK first.
+                if let Some(code) = err.connack_code() {
+                    refuse_with(connection, code).await;
+                }
+                return Err(ConnectionError::Protocol(err).into());
+            }
+            Ok(Err(err)) => return Err(err.into()),
+            Ok(Ok(None)) => return Err(SessionEnd::Closed),
+            Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+            // MQTT-3.1.0-1: the first packet must be CONNECT.
+            Ok(Ok(Some(_))) => return Err(SessionEnd::Protocol("first packet is not CONNECT")),
+        };
+    match admit(&connect, &shared.registry).await {
+        Ok(admitted) => Ok(admitted),
+        Err(code) => {
+            refuse_with(connection, code).await;
+            Err(SessionEnd::Refused(code))
+        }
+    }
+}
+
+/// Answers CONNACK `code` and closes the write side.
+async fn refuse_with<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
+    code: ConnectReturnCode,
+) {
+    let connack = Packet::ConnAck(ConnAck {
+        session_present: false,
+        code,
+    });
+    let _ = connection.write_packet(&connack).await;
+    connection.shutdown().await;
 }
 
 /// Authenticates a CONNECT; the refusal's return code otherwise.
@@ -474,7 +493,20 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let (packet_id, _) = pending.pop_front().expect("oldest resolved, so pending is not empty");
                 match outcome {
                     Ok(Ok(())) => {
-                        if let Err(err) = connection.write_packet(&Packet::PubAck(PubAck { packet_id })).await {
+                        // This PUBACK and every later one already settled (a batch settles many
+                        // at once) leave in one write.
+                        let mut settled = Some(packet_id);
+                        while let Some(packet_id) = settled.take() {
+                            if let Err(err) = connection.queue(&Packet::PubAck(PubAck { packet_id })) {
+                                return err.into();
+                            }
+                            if let Some((_, receiver)) = pending.front_mut() {
+                                if let Ok(Ok(())) = receiver.try_recv() {
+                                    settled = pending.pop_front().map(|(next, _)| next);
+                                }
+                            }
+                        }
+                        if let Err(err) = connection.flush_queued().await {
                             return err.into();
                         }
                     }
@@ -491,7 +523,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 keep_alive_deadline = keep_alive.map(|timeout| Instant::now() + timeout);
                 let reply = match packet {
                     Packet::Publish(publish) => {
-                        match publish_received(publish, admitted, &shared.batcher).await {
+                        // Boxed: one small allocation per message keeps the idle session small.
+                        match Box::pin(publish_received(publish, admitted, &shared.batcher)).await {
                             Ok(Received::Telemetry(Some(ack))) => {
                                 pending.push_back(ack);
                                 None

@@ -41,6 +41,8 @@ pub const MAX_ID_LEN: usize = 128;
 /// Rows per multi-row INSERT: fewer statements (and host calls in Spin) per batch, well under
 /// SQLite's 32,766 parameters.
 const INSERT_CHUNK: usize = 64;
+/// Device ids looked up per statement.
+const DEVICE_CHUNK: usize = 500;
 
 /// Why [`apply_batch`] refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -456,7 +458,6 @@ impl Known {
 }
 
 fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, StoreError> {
-    const DEVICE: &str = "SELECT provisioned, template FROM devices WHERE id = ?1";
     const TEMPLATE: &str = "SELECT capability_model FROM device_templates WHERE id = ?1";
     let ids: BTreeSet<&str> = batch
         .messages
@@ -464,32 +465,43 @@ fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, Store
         .map(|m| m.device_id.as_str())
         .chain(batch.events.iter().map(|e| e.device_id.as_str()))
         .collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
     let mut known = Known {
         devices: BTreeMap::new(),
         models: BTreeMap::new(),
     };
-    let mut tried = BTreeSet::new();
-    for id in ids {
-        let rows = tx.execute(DEVICE, &[Value::Text(id.to_owned())])?;
-        let Some(row) = rows.rows.first() else {
-            continue;
-        };
-        let provisioned = row[0].as_integer().unwrap_or(0) != 0;
-        let template = row[1].as_text().map(str::to_owned);
-        if let Some(template) = &template {
-            if tried.insert(template.clone()) {
-                let rows = tx.execute(TEMPLATE, &[Value::Text(template.clone())])?;
-                let model = rows
-                    .scalar()
-                    .and_then(Value::as_text)
-                    .and_then(|text| serde_json::from_str(text).ok())
-                    .and_then(|json| DeviceModel::parse(&json).ok());
-                if let Some(model) = model {
-                    known.models.insert(template.clone(), model);
-                }
-            }
+    // One statement per chunk of devices, not one per device: a batch from many devices
+    // would otherwise cost a statement (and a host call) per device.
+    for chunk in ids.chunks(DEVICE_CHUNK) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let statement =
+            format!("SELECT id, provisioned, template FROM devices WHERE id IN ({placeholders})");
+        let params: Vec<Value> = chunk.iter().map(|id| Value::Text((*id).to_owned())).collect();
+        let rows = tx.execute(&statement, &params)?;
+        for row in rows.rows {
+            let Some(id) = row[0].as_text().map(str::to_owned) else {
+                continue;
+            };
+            let provisioned = row[1].as_integer().unwrap_or(0) != 0;
+            let template = row[2].as_text().map(str::to_owned);
+            known.devices.insert(id, (provisioned, template));
         }
-        known.devices.insert(id.to_owned(), (provisioned, template));
+    }
+    let templates: BTreeSet<String> = known
+        .devices
+        .values()
+        .filter_map(|(_, template)| template.clone())
+        .collect();
+    for template in templates {
+        let rows = tx.execute(TEMPLATE, &[Value::Text(template.clone())])?;
+        let model = rows
+            .scalar()
+            .and_then(Value::as_text)
+            .and_then(|text| serde_json::from_str(text).ok())
+            .and_then(|json| DeviceModel::parse(&json).ok());
+        if let Some(model) = model {
+            known.models.insert(template, model);
+        }
     }
     Ok(known)
 }
