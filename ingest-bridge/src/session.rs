@@ -458,6 +458,7 @@ fn unavailable(err: &crate::registry::RegistryError) -> ConnectReturnCode {
     tracing::warn!(cause = %err, "registry unavailable; refusing with CONNACK 3");
     ConnectReturnCode::ServerUnavailable
 }
+
 /// The accepted session's loop; returns why it ended.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     connection: &mut Connection<S>,
@@ -550,7 +551,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Packet::Subscribe(subscribe) => {
                         let (suback, granted) = suback(&subscribe, &admitted.endpoint);
-                        subscribed.extend(granted);
+                        // At most one of each filter: a device re-subscribing in a loop must
+                        // not grow the session.
+                        for filter in granted {
+                            if !subscribed.contains(&filter) {
+                                subscribed.push(filter);
+                            }
+                        }
                         Some(Packet::SubAck(suback))
                     }
                     Packet::Unsubscribe(unsubscribe) => {

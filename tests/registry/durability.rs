@@ -64,6 +64,19 @@ impl Load {
         self.sent.load(Ordering::SeqCst) - acknowledged
     }
 
+    /// Blocks until devices reconnected `total` times in all, or panics after `timeout`.
+    fn wait_for_reconnects(&self, total: usize, timeout: Duration, when: &str) {
+        let deadline = Instant::now() + timeout;
+        while self.reconnects.load(Ordering::SeqCst) < total {
+            assert!(
+                Instant::now() < deadline,
+                "{when}: only {} of {total} reconnects after {timeout:?}",
+                self.reconnects.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Blocks until `more` further messages were acknowledged, or panics after `timeout`.
     fn wait_for_acknowledgements(&self, more: usize, timeout: Duration, when: &str) {
         let target = self.acknowledged() + more;
@@ -314,6 +327,13 @@ fn killing_the_bridge_mid_load_loses_no_acknowledged_message() {
         );
         std::thread::sleep(Duration::from_millis(300));
         bridge.restart();
+        // Every device is back on this bridge before the next crash (a fast load would
+        // otherwise reach the next crash with some devices still backing off).
+        load.wait_for_reconnects(
+            DEVICES * crash,
+            Duration::from_secs(60),
+            &format!("after restart {crash}"),
+        );
     }
     load.wait_for_acknowledgements(300, Duration::from_secs(60), "after the last restart");
     assert!(
