@@ -179,12 +179,16 @@ fn needs_write_lock(stmt: &rusqlite::Statement<'_>, sql: &str) -> bool {
     if !stmt.readonly() {
         return true;
     }
-    let first_word = sql
-        .trim_start()
+    let first = first_word(sql);
+    first.eq_ignore_ascii_case("BEGIN") || first.eq_ignore_ascii_case("SAVEPOINT")
+}
+
+/// The statement's leading keyword.
+fn first_word(sql: &str) -> &str {
+    sql.trim_start()
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
-        .unwrap_or("");
-    first_word.eq_ignore_ascii_case("BEGIN") || first_word.eq_ignore_ascii_case("SAVEPOINT")
+        .unwrap_or("")
 }
 
 /// Whether a statement may end in a durable commit (an fsync, up to milliseconds): a write in
@@ -193,20 +197,15 @@ fn needs_write_lock(stmt: &rusqlite::Statement<'_>, sql: &str) -> bool {
 /// which spares a thread handoff per statement (profiling the ingest path showed half of the
 /// host's CPU in futex wake-ups and context switches when every statement was handed off).
 fn may_commit(stmt: &rusqlite::Statement<'_>, sql: &str, autocommit: bool) -> bool {
-    if stmt.readonly() {
-        return false;
-    }
-    if autocommit {
+    // SQLite calls `COMMIT` read-only (it changes no table itself), so the keyword comes first.
+    let first = first_word(sql);
+    if ["COMMIT", "END", "RELEASE"]
+        .iter()
+        .any(|word| first.eq_ignore_ascii_case(word))
+    {
         return true;
     }
-    let first_word = sql
-        .trim_start()
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("");
-    ["COMMIT", "END", "RELEASE"]
-        .iter()
-        .any(|word| first_word.eq_ignore_ascii_case(word))
+    autocommit && !stmt.readonly()
 }
 
 /// Runs one prepared-once statement and collects its rows.
@@ -370,6 +369,28 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!((mode.as_str(), sync), ("wal", 2));
+    }
+
+    #[test]
+    fn only_statements_that_may_commit_leave_the_runtime_thread() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        for (sql, autocommit, expected) in [
+            ("SELECT * FROM t", true, false),
+            ("INSERT INTO t VALUES (1)", true, true),
+            ("INSERT INTO t VALUES (1)", false, false),
+            ("COMMIT", false, true),
+            ("end transaction", false, true),
+            ("RELEASE s", false, true),
+            ("ROLLBACK", false, false),
+        ] {
+            let stmt = conn.prepare(sql).unwrap();
+            assert_eq!(
+                may_commit(&stmt, sql, autocommit),
+                expected,
+                "{sql} (autocommit {autocommit})"
+            );
+        }
     }
 
     #[test]

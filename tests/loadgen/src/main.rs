@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use gyre_loadgen::{parse_duration, positive};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
@@ -125,31 +126,6 @@ fn parse_header(raw: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
     let value = HeaderValue::from_str(value.trim())
         .with_context(|| format!("`--header {raw}`: invalid header value"))?;
     Ok((name, value))
-}
-
-fn positive(flag: &str, raw: &str) -> anyhow::Result<usize> {
-    match raw.parse::<usize>() {
-        Ok(0) | Err(_) => bail!("`{flag}` takes a positive integer, got `{raw}`"),
-        Ok(count) => Ok(count),
-    }
-}
-
-/// `250ms`, `10s`, `1m`, or bare seconds: the spelling of the host's `--request-timeout`.
-fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
-    let (number, unit_millis) = if let Some(number) = raw.strip_suffix("ms") {
-        (number, 1)
-    } else if let Some(number) = raw.strip_suffix('s') {
-        (number, 1_000)
-    } else if let Some(number) = raw.strip_suffix('m') {
-        (number, 60_000)
-    } else {
-        (raw, 1_000)
-    };
-    let number: u64 = number
-        .parse()
-        .ok()
-        .with_context(|| format!("invalid duration `{raw}`; use e.g. 500ms, 10s, 1m"))?;
-    Ok(Duration::from_millis(number * unit_millis))
 }
 
 #[cfg(test)]

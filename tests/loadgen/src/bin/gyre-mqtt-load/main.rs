@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use gyre_loadgen::{parse_duration, positive};
 use gyre_domain::enrollment::SymmetricKey;
 
 use crate::device::Target;
@@ -250,31 +251,6 @@ fn parse_args(args: &[String]) -> anyhow::Result<Command> {
         bail!("`--duration` must be more than zero");
     }
     Ok(Command::Load(Box::new(load)))
-}
-
-fn positive(flag: &str, raw: &str) -> anyhow::Result<usize> {
-    match raw.parse::<usize>() {
-        Ok(0) | Err(_) => bail!("`{flag}` takes a positive integer, got `{raw}`"),
-        Ok(count) => Ok(count),
-    }
-}
-
-/// `250ms`, `10s`, `1m`, or bare seconds, as gyre-loadgen and xtask spell durations.
-fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
-    let (number, unit_millis) = if let Some(number) = raw.strip_suffix("ms") {
-        (number, 1)
-    } else if let Some(number) = raw.strip_suffix('s') {
-        (number, 1_000)
-    } else if let Some(number) = raw.strip_suffix('m') {
-        (number, 60_000)
-    } else {
-        (raw, 1_000)
-    };
-    let number: u64 = number
-        .parse()
-        .ok()
-        .with_context(|| format!("invalid duration `{raw}`; use e.g. 500ms, 10s, 1m"))?;
-    Ok(Duration::from_millis(number * unit_millis))
 }
 
 /// Device keys from `path`, one per line in device order (`{prefix}00000` first): base64, or
