@@ -140,6 +140,30 @@ impl TestBridge {
         }
     }
 
+    /// Stops the bridge as an operator or a service manager does (SIGTERM) and waits for it to
+    /// exit; its exit status. The process is gone afterwards ([`TestBridge::restart`] starts it
+    /// again).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut process = self.process.take().expect("the bridge is running");
+        let pid = process.child.id().to_string();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(signalled.success(), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = process.child.try_wait().expect("wait for the bridge") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the bridge did not exit within 30s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the bridge again with the same flags on the same address (after [`TestBridge::kill`];
     /// kills the running one first otherwise).
     pub fn restart(&mut self) {

@@ -343,3 +343,38 @@ fn killing_the_bridge_mid_load_loses_no_acknowledged_message() {
 
     stop_and_check(&gyre, &bridge, &runtime, publishers, &load);
 }
+
+/// A graceful stop (SIGTERM) under load: the bridge stops accepting, closes every session with
+/// its `disconnected` event, lets in-flight batches commit, and exits 0; devices resend what was
+/// not acknowledged to the restarted bridge, and nothing acknowledged is lost.
+#[test]
+fn stopping_the_bridge_under_load_drains_it_and_loses_no_acknowledged_message() {
+    let gyre = Gyre::start();
+    let devices = fleet(&gyre.token_with_role("operator"));
+    let mut bridge = gyre.start_bridge();
+    let runtime = load_runtime();
+    let load = Arc::new(Load::default());
+    let publishers = start_load(&runtime, &bridge.dialer(), &devices, &load);
+
+    load.wait_for_acknowledgements(300, Duration::from_secs(60), "before the stop");
+    let status = bridge.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(bridge.log().contains("shutting down"), "{}", bridge.log());
+    let db = rusqlite::Connection::open(gyre.database_path()).expect("open the database");
+    let disconnected: usize = db
+        .query_row(
+            "SELECT count(DISTINCT device_id) FROM connectivity WHERE kind = 'disconnected'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count disconnected events");
+    assert_eq!(
+        disconnected, DEVICES,
+        "every session said goodbye before the bridge exited"
+    );
+
+    bridge.restart();
+    load.wait_for_reconnects(DEVICES, Duration::from_secs(60), "after the restart");
+    load.wait_for_acknowledgements(300, Duration::from_secs(60), "after the restart");
+    stop_and_check(&gyre, &bridge, &runtime, publishers, &load);
+}
