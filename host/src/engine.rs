@@ -32,6 +32,11 @@ pub fn build(limits: &PoolLimits) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // `GYRE_PROFILE=perfmap` names the compiled guest functions for `perf` (/tmp/perf-<pid>.map),
+    // for profiling a component under load; off by default.
+    if std::env::var("GYRE_PROFILE").is_ok_and(|value| value == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
 
     let mut pool = PoolingAllocationConfig::default();
     let n = limits.max_instances;
