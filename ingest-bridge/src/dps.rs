@@ -95,6 +95,7 @@ impl Provisioning {
         };
         match registry.register(&identity.registration_id, &request).await {
             Ok(Registration::Assigned(state)) => {
+                // A random UUID, the form DPS gives its operation ids.
                 let operation_id = crate::upstream::new_batch_id();
                 if self.operations.len() == MAX_OPERATIONS {
                     self.operations.pop_front();

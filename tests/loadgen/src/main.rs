@@ -24,8 +24,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use gyre_loadgen::{parse_duration, positive};
 use bytes::Bytes;
+use gyre_loadgen::{parse_duration, positive};
 use http::{HeaderName, HeaderValue, Method};
 
 const USAGE: &str = "\

@@ -314,13 +314,13 @@ pub fn connection_changes<S: Sql>(
 ) -> Result<crate::bridge::ConnectionChanges, StoreError> {
     const LAST: &str = "SELECT coalesce(max(seq), 0) FROM audit_log";
     let rows = sql.execute(LAST, &[])?;
-    let cursor = rows
-        .scalar()
-        .and_then(Value::as_integer)
-        .ok_or_else(|| StoreError::UnexpectedResult {
-            statement: LAST,
-            detail: format!("{rows:?}"),
-        })?;
+    let cursor =
+        rows.scalar()
+            .and_then(Value::as_integer)
+            .ok_or_else(|| StoreError::UnexpectedResult {
+                statement: LAST,
+                detail: format!("{rows:?}"),
+            })?;
     let mut changes = crate::bridge::ConnectionChanges {
         cursor,
         device_ids: Vec::new(),

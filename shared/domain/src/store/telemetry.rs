@@ -476,7 +476,10 @@ fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, Store
         let placeholders = vec!["?"; chunk.len()].join(", ");
         let statement =
             format!("SELECT id, provisioned, template FROM devices WHERE id IN ({placeholders})");
-        let params: Vec<Value> = chunk.iter().map(|id| Value::Text((*id).to_owned())).collect();
+        let params: Vec<Value> = chunk
+            .iter()
+            .map(|id| Value::Text((*id).to_owned()))
+            .collect();
         let rows = tx.execute(&statement, &params)?;
         for row in rows.rows {
             let Some(id) = row[0].as_text().map(str::to_owned) else {

@@ -31,8 +31,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use gyre_loadgen::{parse_duration, positive};
 use gyre_domain::enrollment::SymmetricKey;
+use gyre_loadgen::{parse_duration, positive};
 
 use crate::device::Target;
 use crate::run::{DeviceKeys, Mode};
