@@ -25,3 +25,4 @@ pub mod query;
 pub mod store;
 pub mod template;
 pub mod time;
+pub mod twin;
