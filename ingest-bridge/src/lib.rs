@@ -17,6 +17,7 @@
 //!   keep-alive at 1.5 times the client's value, QoS 0/1 with PUBACK after the commit,
 //!   subscriptions, session takeover keyed by endpoint kind and client id, token expiry.
 //! - [`dps`]: DPS provisioning over MQTT for one connection: register, operation status.
+//! - [`twin`]: `$iothub/twin/GET` and reported patches, answered from the registry.
 //! - [`registry`]: the HTTP client to the registry's connection endpoint, with a TTL cache.
 //! - [`router`]: topic to domain message, through the shared domain crate's parsers.
 //! - [`batcher`]: the pure flush policy (size or age) and the task that owns the buffer; sessions
@@ -43,6 +44,7 @@ pub mod server;
 pub mod session;
 pub mod tick;
 pub mod tls;
+pub mod twin;
 pub mod upstream;
 
 pub use server::{run, run_tls, BridgeConfig};

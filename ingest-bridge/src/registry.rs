@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gyre_domain::bridge::{ConnectionChanges, DeviceConnection};
+use gyre_domain::bridge::{ConnectionChanges, DeviceConnection, ReportedPatched};
 use gyre_domain::provisioning::{RegisterRequest, RegistrationCandidates, RegistrationState};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -57,6 +57,16 @@ pub enum Registration {
     Assigned(RegistrationState),
     /// Refused (blocked device, disabled group...), with the registry's reason.
     Refused(String),
+}
+
+/// The registry's answer to a reported-properties patch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReportedPatch {
+    /// Applied; the reported document's new version.
+    Patched(u64),
+    /// Refused (not a JSON object, a bad key, too deep or too large), with the reason.
+    Invalid(String),
+    NoDevice,
 }
 
 /// [`Registry::new`] refused its configuration.
@@ -176,6 +186,37 @@ impl Registry {
         self.get_json(&path)
             .await?
             .ok_or(RegistryError::Status(404))
+    }
+
+    /// The twin of `device_id` as `$iothub/twin/GET` answers it; `None`: no such device.
+    pub async fn twin(&self, device_id: &str) -> Result<Option<serde_json::Value>, RegistryError> {
+        let path = format!(
+            "/internal/registry/devices/{}/twin",
+            gyre_domain::percent::encode(device_id)
+        );
+        self.get_json(&path).await
+    }
+
+    /// Applies `patch` (the device's bytes, forwarded as they came) to the reported document.
+    pub async fn patch_reported(
+        &self,
+        device_id: &str,
+        patch: Bytes,
+    ) -> Result<ReportedPatch, RegistryError> {
+        let path = format!(
+            "/internal/registry/devices/{}/twin/reported",
+            gyre_domain::percent::encode(device_id)
+        );
+        let (status, answer) = self.exchange(http::Method::PATCH, &path, patch).await?;
+        match status {
+            http::StatusCode::OK => parse::<ReportedPatched>(&answer)
+                .map(|patched| ReportedPatch::Patched(patched.version)),
+            http::StatusCode::NOT_FOUND => Ok(ReportedPatch::NoDevice),
+            status if status.is_client_error() => {
+                Ok(ReportedPatch::Invalid(error_message(&answer)))
+            }
+            other => Err(RegistryError::Status(other.as_u16())),
+        }
     }
 
     /// The enrollments `registration_id` may authenticate through; `None` when `id_scope` is

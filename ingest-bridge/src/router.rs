@@ -4,8 +4,8 @@
 //!
 //! Owns the mapping from [`DeviceTopic`] to what the bridge does with it. Does not own the
 //! topic grammar (the domain crate) or acknowledgements (the session). Telemetry becomes a
-//! [`DeviceMessage`]; DPS requests go to the session's provisioning (`dps`); twin and
-//! method-response publishes are recognised and ignored until their issue lands (the session
+//! [`DeviceMessage`]; DPS requests go to the session's provisioning (`dps`), twin requests to
+//! `twin`; method responses are recognised and ignored until their issue lands (the session
 //! logs them).
 
 use std::collections::BTreeMap;
@@ -29,6 +29,14 @@ pub enum Routed {
     DpsStatus {
         rid: RequestId,
         operation_id: OperationId,
+    },
+    /// `$iothub/twin/GET/?$rid=`.
+    TwinGet {
+        rid: RequestId,
+    },
+    /// `$iothub/twin/PATCH/properties/reported/?$rid=`: the payload is the patch.
+    TwinPatchReported {
+        rid: RequestId,
     },
     /// A topic of the dialect the bridge does not serve yet; the name is for the log line.
     NotYetServed(&'static str),
@@ -67,8 +75,8 @@ pub fn route(
             application_properties: properties.application,
             body: base64::engine::general_purpose::STANDARD.encode(payload),
         }),
-        DeviceTopic::TwinGet { .. } => Routed::NotYetServed("twin get"),
-        DeviceTopic::TwinPatchReported { .. } => Routed::NotYetServed("twin reported patch"),
+        DeviceTopic::TwinGet { rid } => Routed::TwinGet { rid },
+        DeviceTopic::TwinPatchReported { rid, .. } => Routed::TwinPatchReported { rid },
         DeviceTopic::MethodResponse { .. } => Routed::NotYetServed("method response"),
         DeviceTopic::DpsRegister { rid } => Routed::DpsRegister { rid },
         DeviceTopic::DpsOperationStatus { rid, operation_id } => {
@@ -154,14 +162,28 @@ mod tests {
     }
 
     #[test]
-    fn unknown_topics_are_refused_and_twin_topics_wait_for_their_issue() {
+    fn unknown_topics_are_refused_twin_requests_routed_and_method_responses_wait() {
         assert!(matches!(
             route(&hub("dev1"), "foo/bar", b"", 0),
             Err(RouteError::Topic(_))
         ));
+        let rid = RequestId::parse("1").unwrap();
         assert_eq!(
             route(&hub("dev1"), "$iothub/twin/GET/?$rid=1", b" ", 0),
-            Ok(Routed::NotYetServed("twin get"))
+            Ok(Routed::TwinGet { rid: rid.clone() })
+        );
+        assert_eq!(
+            route(
+                &hub("dev1"),
+                "$iothub/twin/PATCH/properties/reported/?$rid=1",
+                b"{}",
+                0
+            ),
+            Ok(Routed::TwinPatchReported { rid })
+        );
+        assert_eq!(
+            route(&hub("dev1"), "$iothub/methods/res/200/?$rid=1", b"{}", 0),
+            Ok(Routed::NotYetServed("method response"))
         );
     }
 }

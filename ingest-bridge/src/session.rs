@@ -54,6 +54,7 @@ use crate::connection::{Connection, ConnectionError};
 use crate::dps::{DpsIdentity, Provisioning, Reply};
 use crate::registry::Registry;
 use crate::router::{self, RouteError, Routed};
+use crate::twin;
 
 /// Per-session limits. No `Default`: the binary's config spells these out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -543,7 +544,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                                         pending.push_back((packet_id, resolved()));
                                     }
                                 }
-                                let answer = Box::pin(request(routed, &payload, admitted, shared, &mut provisioning)).await;
+                                let answer = Box::pin(request(routed, payload, admitted, shared, &mut provisioning)).await;
                                 answer.and_then(|answer| deliverable(answer, &subscribed))
                             }
                             Err(end) => return end,
@@ -590,7 +591,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 enum Received {
     /// Telemetry (or a publish not served yet): the acknowledgement to await for QoS 1.
     Telemetry(Option<(PacketId, AckReceiver)>),
-    /// A request the bridge answers itself (DPS).
+    /// A request the bridge answers itself (DPS, twin).
     Request {
         packet_id: Option<PacketId>,
         routed: Routed,
@@ -629,7 +630,10 @@ async fn publish_received(
             // Acknowledged at once (Python blocks until PUBACK), but behind earlier telemetry.
             resolved()
         }
-        routed @ (Routed::DpsRegister { .. } | Routed::DpsStatus { .. }) => {
+        routed @ (Routed::DpsRegister { .. }
+        | Routed::DpsStatus { .. }
+        | Routed::TwinGet { .. }
+        | Routed::TwinPatchReported { .. }) => {
             return Ok(Received::Request {
                 packet_id,
                 routed,
@@ -653,27 +657,30 @@ fn resolved() -> AckReceiver {
 /// Answers a request the bridge serves itself.
 async fn request(
     routed: Routed,
-    payload: &[u8],
+    payload: bytes::Bytes,
     admitted: &Admitted,
     shared: &Shared,
     provisioning: &mut Provisioning,
 ) -> Option<Reply> {
-    // `router::route` lets DPS topics through only on DPS connections.
-    let identity = admitted.dps.as_ref()?;
-    match routed {
-        Routed::DpsRegister { rid } => Some(
+    // `router::route` lets DPS topics through only on DPS connections and twin topics only on
+    // hub connections.
+    let registry = &shared.registry;
+    match (routed, &admitted.dps) {
+        (Routed::DpsRegister { rid }, Some(identity)) => Some(
             provisioning
-                .register(
-                    rid,
-                    payload,
-                    identity,
-                    &shared.hub_host_name,
-                    &shared.registry,
-                )
+                .register(rid, &payload, identity, &shared.hub_host_name, registry)
                 .await,
         ),
-        Routed::DpsStatus { rid, operation_id } => Some(provisioning.status(rid, &operation_id)),
-        Routed::Telemetry(_) | Routed::NotYetServed(_) => None,
+        (Routed::DpsStatus { rid, operation_id }, Some(_)) => {
+            Some(provisioning.status(rid, &operation_id))
+        }
+        (Routed::TwinGet { rid }, None) => {
+            Some(twin::get(rid, &admitted.device_id, registry).await)
+        }
+        (Routed::TwinPatchReported { rid }, None) => {
+            Some(twin::patch_reported(rid, &admitted.device_id, payload, registry).await)
+        }
+        _ => None,
     }
 }
 

@@ -29,7 +29,7 @@ use gyre_domain::enrollment::SymmetricKey;
 use gyre_domain::mqtt::{generate_token, SrForm};
 use gyre_ingest_bridge::codec::{
     ConnAck, Connect, ConnectReturnCode, Credentials, MqttStr, Packet, PacketId, Password, PubAck,
-    Publish, PublishQos, TopicName,
+    Publish, PublishQos, QoS, SubAckCode, Subscribe, SubscribeFilter, TopicFilter, TopicName,
 };
 use gyre_ingest_bridge::connection::{Connection, ConnectionError};
 use rusqlite::{Connection as Database, OpenFlags};
@@ -417,6 +417,29 @@ impl Device {
             payload: Bytes::copy_from_slice(payload),
         });
         self.send(&publish).await
+    }
+
+    /// Subscribes to `filter` at QoS 1 and asserts the bridge granted it.
+    pub async fn subscribe(&mut self, filter: &str) {
+        let subscribe = Packet::Subscribe(
+            Subscribe::new(
+                PacketId::new(1).unwrap(),
+                vec![SubscribeFilter {
+                    filter: TopicFilter::new(MqttStr::try_from(filter).unwrap()).unwrap(),
+                    qos: QoS::AtLeastOnce,
+                }],
+            )
+            .unwrap(),
+        );
+        self.send(&subscribe).await.expect("SUBSCRIBE");
+        match self.recv().await {
+            Some(Packet::SubAck(suback)) => assert_eq!(
+                suback.codes(),
+                &[SubAckCode::Granted(QoS::AtLeastOnce)],
+                "{filter}"
+            ),
+            other => panic!("expected SUBACK for {filter}, got {other:?}"),
+        }
     }
 
     /// Publishes at QoS 1 and waits for the PUBACK.

@@ -18,6 +18,7 @@ mod health;
 mod ingest;
 mod openapi;
 mod provisioning;
+mod twin;
 mod sdk;
 mod security;
 

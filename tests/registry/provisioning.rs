@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use gyre_domain::enrollment::{SymmetricKey, SymmetricKeys};
 use gyre_domain::mqtt::{generate_token, SrForm};
-use gyre_ingest_bridge::codec::{
-    ConnectReturnCode, MqttStr, Packet, PacketId, Publish, PublishQos, QoS, SubAckCode, Subscribe,
-    SubscribeFilter, TopicFilter,
-};
+use gyre_ingest_bridge::codec::{ConnectReturnCode, Packet, Publish, PublishQos};
 use serde_json::{json, Value};
 
 use crate::bridge::{
@@ -109,24 +106,7 @@ async fn open_dps(bridge: &TestBridge, device: &Flashed) -> Device {
         .await
         .expect("a CONNACK");
     assert_eq!(code, ConnectReturnCode::Accepted, "DPS CONNACK");
-    let subscribe = Packet::Subscribe(
-        Subscribe::new(
-            PacketId::new(1).unwrap(),
-            vec![SubscribeFilter {
-                filter: TopicFilter::new(MqttStr::try_from("$dps/registrations/res/#").unwrap())
-                    .unwrap(),
-                qos: QoS::AtLeastOnce,
-            }],
-        )
-        .unwrap(),
-    );
-    connection.send(&subscribe).await.expect("SUBSCRIBE");
-    match connection.recv().await {
-        Some(Packet::SubAck(suback)) => {
-            assert_eq!(suback.codes(), &[SubAckCode::Granted(QoS::AtLeastOnce)])
-        }
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
+    connection.subscribe("$dps/registrations/res/#").await;
     connection
 }
 

@@ -2,12 +2,15 @@
 //! never API tokens): what a device may connect with, and DPS registrations
 //! (contract: `gyre_domain::bridge` and `gyre_domain::provisioning`).
 
-use gyre_component::{internal, json_response, path_param, query_param, read_json, ApiError, Ctx};
-use gyre_domain::bridge::DeviceConnection;
+use gyre_component::{
+    internal, json_response, path_param, query_param, read_json, read_merge_patch, ApiError, Ctx,
+};
+use gyre_domain::bridge::{DeviceConnection, ReportedPatched};
 use gyre_domain::device::DeviceId;
 use gyre_domain::provisioning::RegisterRequest;
 use gyre_domain::store::audit::{self, AuditAction, AuditRecord};
 use gyre_domain::store::provisioning::{self, RegisterError};
+use gyre_domain::store::twins::{self, PatchError};
 use gyre_domain::store::{devices, Sql as _};
 use spin_sdk::http::{Params, Request, Response, Router};
 
@@ -15,6 +18,11 @@ pub fn routes(router: &mut Router) {
     router.get(
         "/internal/registry/devices/:device_id/connection",
         internal(connection),
+    );
+    router.get("/internal/registry/devices/:device_id/twin", internal(twin));
+    router.patch(
+        "/internal/registry/devices/:device_id/twin/reported",
+        internal(patch_reported),
     );
     router.get(
         "/internal/registry/connection-changes",
@@ -48,6 +56,37 @@ fn connection(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Respon
     })?;
     let enrollments = provisioning::enrollments(&mut ctx.sql, &device_id, Some(&device))?;
     json_response(200, &DeviceConnection::new(&device, &enrollments))
+}
+
+/// `GET /internal/registry/devices/{id}/twin`: the twin as `$iothub/twin/GET` answers it.
+fn twin(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Response, ApiError> {
+    let device_id = id_param(&params, "device_id")?;
+    let twin = twins::get(&mut ctx.sql, &device_id)?.ok_or_else(|| no_device(&device_id))?;
+    json_response(200, &twin.to_get_response())
+}
+
+/// `PATCH /internal/registry/devices/{id}/twin/reported`: a device's reported patch (a JSON
+/// object); answers `{"version": N}`, or 400 naming what is wrong with the patch.
+fn patch_reported(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiError> {
+    let device_id = id_param(&params, "device_id")?;
+    let patch = read_merge_patch(&request)?;
+    let now = ctx.now;
+    let version = ctx.sql.transaction(|sql| {
+        twins::patch_reported(sql, &device_id, &patch, now).map_err(|error| match error {
+            PatchError::Invalid(invalid) => ApiError::BadRequest {
+                message: invalid.to_string(),
+            },
+            PatchError::Store(error) => ApiError::Store(error),
+        })
+    })?;
+    let version = version.ok_or_else(|| no_device(&device_id))?;
+    json_response(200, &ReportedPatched { version })
+}
+
+fn no_device(device_id: &DeviceId) -> ApiError {
+    ApiError::NotFound {
+        message: format!("device `{device_id}` does not exist"),
+    }
 }
 
 /// The most device ids one answer names; beyond, it asks the bridge to recheck every device.

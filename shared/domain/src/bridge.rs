@@ -63,3 +63,12 @@ pub struct ConnectionChanges {
     pub device_ids: Vec<String>,
     pub all_devices: bool,
 }
+
+/// `PATCH /internal/registry/devices/{id}/twin/reported` (body: the device's patch, a JSON
+/// object) answers the reported document's new version; `GET .../twin` answers
+/// [`crate::twin::Twin::to_get_response`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReportedPatched {
+    pub version: u64,
+}

@@ -53,6 +53,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "ingest_batches_by_age",
         statements: &[INGEST_BATCHES_BY_AGE],
     },
+    Migration {
+        name: "device_twins",
+        statements: &[
+            DEVICES_REPORTED_VERSION,
+            DEVICES_REPORTED_METADATA,
+            DEVICES_DESIRED,
+            DEVICES_DESIRED_VERSION,
+            DEVICES_DESIRED_METADATA,
+        ],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -218,6 +228,19 @@ const INGEST_BATCHES_TABLE: &str = "CREATE TABLE ingest_batches (\
 /// Lets the tick prune old batch ids in bounded steps without scanning the table (one index
 /// entry per batch, not per message, so ingest does not notice it).
 const INGEST_BATCHES_BY_AGE: &str = "CREATE INDEX ingest_batches_by_age ON ingest_batches (at)";
+
+/// The device twin lives in the device's row (`store::twins`): `reported` (already read by
+/// the properties API) with its version and `$metadata`, and the desired document likewise. A
+/// device's twin goes with its row.
+const DEVICES_REPORTED_VERSION: &str =
+    "ALTER TABLE devices ADD COLUMN reported_version INTEGER NOT NULL DEFAULT 1";
+const DEVICES_REPORTED_METADATA: &str =
+    "ALTER TABLE devices ADD COLUMN reported_metadata TEXT NOT NULL DEFAULT '{}'";
+const DEVICES_DESIRED: &str = "ALTER TABLE devices ADD COLUMN desired TEXT NOT NULL DEFAULT '{}'";
+const DEVICES_DESIRED_VERSION: &str =
+    "ALTER TABLE devices ADD COLUMN desired_version INTEGER NOT NULL DEFAULT 1";
+const DEVICES_DESIRED_METADATA: &str =
+    "ALTER TABLE devices ADD COLUMN desired_metadata TEXT NOT NULL DEFAULT '{}'";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);

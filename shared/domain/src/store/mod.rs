@@ -22,6 +22,7 @@ pub mod provisioning;
 mod rusqlite;
 pub mod settings;
 pub mod telemetry;
+pub mod twins;
 #[cfg(all(test, feature = "rusqlite"))]
 mod tests;
 
