@@ -419,6 +419,27 @@ impl Device {
         self.send(&publish).await
     }
 
+    /// Publishes a request (DPS, twin) at QoS 1, waits for its PUBACK, and returns the answer
+    /// the bridge publishes back at QoS 0: its topic and payload.
+    pub async fn request(&mut self, topic: &str, body: &[u8], packet_id: u16) -> (String, Bytes) {
+        self.publish(topic, body, packet_id, false)
+            .await
+            .expect("PUBLISH");
+        self.expect_puback(packet_id).await;
+        match self.recv().await {
+            Some(Packet::Publish(Publish {
+                topic,
+                payload,
+                qos,
+                ..
+            })) => {
+                assert_eq!(qos, PublishQos::AtMostOnce, "answers are sent at QoS 0");
+                (topic.as_str().to_owned(), payload)
+            }
+            other => panic!("expected the answer to {topic}, got {other:?}"),
+        }
+    }
+
     /// Subscribes to `filter` at QoS 1 and asserts the bridge granted it.
     pub async fn subscribe(&mut self, filter: &str) {
         let subscribe = Packet::Subscribe(
@@ -528,6 +549,14 @@ pub fn device_key(operator: &Client<'_>, id: &str) -> DeviceKey {
     }
 }
 
+/// A single-threaded runtime for a test's device side.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 pub fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -599,11 +628,7 @@ fn a_device_created_by_an_operator_sends_telemetry_over_tls_and_it_is_stored() {
 
     // Act: the device connects over TLS and publishes one QoS 1 message.
     let payload = br#"{"temp": 21.5}"#;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let (mut connection, code) = bridge.connect(&device.id, &device.token()).await;
         assert_eq!(code, ConnectReturnCode::Accepted);
         connection

@@ -21,8 +21,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_rustls::client::TlsStream;
 
 use crate::bridge::{
-    assert_all_stored, create_device, device_key, hub_username, stored_message_ids, telemetry_body,
-    telemetry_topic, unix_secs, Device, DeviceKey, Dialer, TestBridge,
+    assert_all_stored, create_device, device_key, hub_username, runtime, stored_message_ids,
+    telemetry_body, telemetry_topic, unix_secs, Device, DeviceKey, Dialer, TestBridge,
 };
 use crate::Gyre;
 
@@ -60,13 +60,6 @@ impl Witness {
         self.connection.expect_puback(n as u16).await;
         self.acknowledged.push(mid);
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A TLS connection on which `device` is connected (CONNACK 0 read), for writing raw bytes.

@@ -7,23 +7,16 @@ use std::time::Duration;
 
 use gyre_domain::enrollment::{SymmetricKey, SymmetricKeys};
 use gyre_domain::mqtt::{generate_token, SrForm};
-use gyre_ingest_bridge::codec::{ConnectReturnCode, Packet, Publish, PublishQos};
+use gyre_ingest_bridge::codec::ConnectReturnCode;
 use serde_json::{json, Value};
 
 use crate::bridge::{
-    create_device, telemetry_body, telemetry_topic, Device, DeviceKey, TestBridge,
+    create_device, runtime, telemetry_body, telemetry_topic, Device, DeviceKey, TestBridge,
 };
 use crate::device_templates::publish_thermostat;
 use crate::{Client, Gyre};
 
 const THERMOSTAT: &str = "dtmi:com:example:Thermostat;1";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 /// An operator creates an enrollment group; returns its primary key.
 fn create_group(operator: &Client<'_>, id: &str, auto_approve: bool) -> SymmetricKey {
@@ -118,32 +111,16 @@ async fn dps_request(
     body: &[u8],
     packet_id: u16,
 ) -> (u16, Value) {
-    connection
-        .publish(topic, body, packet_id, false)
-        .await
-        .expect("PUBLISH");
-    connection.expect_puback(packet_id).await;
-    match connection.recv().await {
-        Some(Packet::Publish(Publish {
-            topic,
-            payload,
-            qos,
-            ..
-        })) => {
-            assert_eq!(qos, PublishQos::AtMostOnce);
-            let status = topic
-                .as_str()
-                .strip_prefix("$dps/registrations/res/")
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|status| status.parse().ok())
-                .unwrap_or_else(|| panic!("not a DPS response topic: {}", topic.as_str()));
-            (
-                status,
-                serde_json::from_slice(&payload).expect("a JSON response"),
-            )
-        }
-        other => panic!("expected the DPS response, got {other:?}"),
-    }
+    let (topic, payload) = connection.request(topic, body, packet_id).await;
+    let status = topic
+        .strip_prefix("$dps/registrations/res/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not a DPS response topic: {topic}"));
+    (
+        status,
+        serde_json::from_slice(&payload).expect("a JSON response"),
+    )
 }
 
 /// Registers (announcing `model_id`) and polls once: the final status and body.

@@ -3,48 +3,24 @@
 //! versioned; the operator sees the reported values through the properties API; a bad patch is
 //! refused with an `errorCode` the Node SDK can see, and changes nothing.
 
-use gyre_ingest_bridge::codec::{Packet, Publish, PublishQos};
 use serde_json::{json, Value};
 
-use crate::bridge::{create_device, Device};
+use crate::bridge::{create_device, runtime, Device};
 use crate::Gyre;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// Publishes a twin request at QoS 1 and returns the response's topic (after the status) and
-/// body, once the PUBACK came.
+/// Publishes a twin request at QoS 1 and returns the response's topic (after
+/// `$iothub/twin/res/`) and body, once the PUBACK came.
 async fn twin_request(
     device: &mut Device,
     topic: &str,
     body: &[u8],
     packet_id: u16,
 ) -> (String, Vec<u8>) {
-    device
-        .publish(topic, body, packet_id, false)
-        .await
-        .expect("PUBLISH");
-    device.expect_puback(packet_id).await;
-    match device.recv().await {
-        Some(Packet::Publish(Publish {
-            topic,
-            payload,
-            qos,
-            ..
-        })) => {
-            assert_eq!(qos, PublishQos::AtMostOnce);
-            let rest = topic
-                .as_str()
-                .strip_prefix("$iothub/twin/res/")
-                .unwrap_or_else(|| panic!("not a twin response: {}", topic.as_str()));
-            (rest.to_owned(), payload.to_vec())
-        }
-        other => panic!("expected the twin response, got {other:?}"),
-    }
+    let (topic, payload) = device.request(topic, body, packet_id).await;
+    let rest = topic
+        .strip_prefix("$iothub/twin/res/")
+        .unwrap_or_else(|| panic!("not a twin response: {topic}"));
+    (rest.to_owned(), payload.to_vec())
 }
 
 #[test]
