@@ -4,7 +4,7 @@
 //! DPS calls `GET .../registrations/{id}?idScope=` ([`RegistrationCandidates`]) and `POST
 //! .../registrations/{id}/register` ([`RegistrationState`] or a refusal), the twin
 //! (`GET .../devices/{id}/twin`, `PATCH .../twin/reported`) and the change feed the revocation
-//! check polls (`GET .../connection-changes`). [`Registry::exchange`] is the one way out.
+//! check polls (`GET .../connection-changes`). `Registry::exchange` is the one way out.
 //!
 //! The cache keeps each answer (a 404 included) for `ttl`, a few seconds: a reconnect storm
 //! costs one request per device per `ttl`, and a blocked device or a revoked key is refused at
