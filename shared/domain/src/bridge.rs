@@ -72,3 +72,111 @@ pub struct ConnectionChanges {
 pub struct ReportedPatched {
     pub version: u64,
 }
+
+// ---------------------------------------------------------------------------------------------
+// The bridge's control API: the Spin application calling the bridge (issue 5).
+//
+// The bridge serves plain HTTP/1.1 on `--control-listen` (default `127.0.0.1:3001`), every
+// request carrying the internal secret in `x-gyre-internal-secret` (401 otherwise). The
+// registry finds it through the Spin variable `bridge_control_url`. Errors answer
+// [`ControlError`] as JSON.
+//
+// - `POST /control/devices/{deviceId}/twin/desired`, body [`DesiredPush`]: publish the desired
+//   patch to the device's hub session on `$iothub/twin/PATCH/properties/desired/?$version=N`
+//   (QoS 0) if it subscribed to it; answers [`Delivery`]. A device that was not reached
+//   catches up when it next fetches its twin.
+// - `POST /control/devices/{deviceId}/methods`, body [`MethodInvocation`]: wait up to
+//   `connectionTimeout` seconds for the device to be connected and subscribed to
+//   `$iothub/methods/POST/#`, publish `$iothub/methods/POST/{methodName}/?$rid={rid}`, wait up
+//   to `responseTimeout` seconds for `$iothub/methods/res/{status}/?$rid={rid}`; answers 200
+//   [`MethodResult`], or 404 [`ControlError`] `deviceNotConnected`, or 504 `timeout`.
+// - `POST /control/devices/{deviceId}/messages` (empty body): cloud-to-device messages are
+//   waiting for the device; a connected, subscribed session fetches and delivers them (see
+//   [`C2dPending`]). Answers [`Delivery`] (`delivered`: a session will fetch them now).
+// ---------------------------------------------------------------------------------------------
+
+/// The header carrying the internal secret, on `/internal/*` and on the control API.
+pub const INTERNAL_SECRET_HEADER: &str = "x-gyre-internal-secret";
+
+/// `POST /control/devices/{id}/twin/desired`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DesiredPush {
+    /// The desired document's version after this patch (the topic's `$version`).
+    pub version: u64,
+    /// The body the device receives: the patch as merged, with `"$version": version`.
+    pub patch: serde_json::Value,
+}
+
+/// Whether the bridge handed the push to a connected session that listens for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Delivery {
+    pub delivered: bool,
+}
+
+/// `POST /control/devices/{id}/methods`: one direct-method call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MethodInvocation {
+    /// As on the wire: `name`, or `component*name` for a component's command.
+    pub method_name: String,
+    /// The request payload (JSON `null` when the command takes none).
+    pub payload: serde_json::Value,
+    /// Seconds to wait for the device to connect and subscribe (0: it must be connected now).
+    pub connection_timeout: u32,
+    /// Seconds to wait for the device's answer once the call is published.
+    pub response_timeout: u32,
+}
+
+/// The device's answer to a method call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MethodResult {
+    /// The `{status}` of `$iothub/methods/res/{status}/`.
+    pub status: i64,
+    /// The response body parsed as JSON; a body that is not JSON is kept as a JSON string,
+    /// an empty body is `null`.
+    pub payload: serde_json::Value,
+}
+
+/// An error from the control API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControlError {
+    /// `deviceNotConnected`, `timeout`, `badRequest`, `unauthorized`, `unavailable`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Cloud-to-device messages waiting for a device, oldest first, as
+/// `GET /internal/registry/devices/{id}/messages` answers them to the bridge (unexpired and
+/// not yet acknowledged, at most 50). The bridge publishes each at QoS 1 on
+/// `devices/{id}/messages/devicebound/{bag}` and, when the device PUBACKs it,
+/// `POST /internal/registry/devices/{id}/messages/{messageId}/complete` (204; idempotent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct C2dPending {
+    pub messages: Vec<C2dMessage>,
+}
+
+/// One cloud-to-device message as the bridge delivers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct C2dMessage {
+    /// `$.mid` in the property bag.
+    pub message_id: String,
+    /// The payload bytes, as UTF-8 text (a JSON payload is its serialisation).
+    pub body: String,
+    /// `$.ct`, when known (e.g. `application/json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `$.ce`, when known (e.g. `utf-8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// Application properties, in the order given.
+    #[serde(default)]
+    pub properties: Vec<(String, String)>,
+    /// Expiry, Unix milliseconds; the bridge does not deliver an expired message.
+    pub expires_at: i64,
+}

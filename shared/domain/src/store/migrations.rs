@@ -63,6 +63,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             DEVICES_DESIRED_METADATA,
         ],
     },
+    Migration {
+        name: "device_events",
+        statements: &[DEVICE_EVENTS_TABLE],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -241,6 +245,17 @@ const DEVICES_DESIRED_VERSION: &str =
     "ALTER TABLE devices ADD COLUMN desired_version INTEGER NOT NULL DEFAULT 1";
 const DEVICES_DESIRED_METADATA: &str =
     "ALTER TABLE devices ADD COLUMN desired_metadata TEXT NOT NULL DEFAULT '{}'";
+
+/// What happened to devices besides telemetry, for the export issue (`store::device_events`):
+/// property changes (reported, desired, cloud) and command executions, appended in the same
+/// transaction as the change. `seq` only grows and is never reused (AUTOINCREMENT), so an
+/// exporter pages by the last `seq` it saw. `at` is Unix milliseconds; `body` a JSON object.
+const DEVICE_EVENTS_TABLE: &str = "CREATE TABLE device_events (\
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     at INTEGER NOT NULL, \
+     device_id TEXT NOT NULL, \
+     kind TEXT NOT NULL, \
+     body TEXT NOT NULL)";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);

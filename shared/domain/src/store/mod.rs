@@ -11,6 +11,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod device_events;
 pub mod device_groups;
 pub mod device_properties;
 pub mod device_templates;
