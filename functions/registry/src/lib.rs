@@ -18,6 +18,7 @@ use spin_sdk::http::{Params, Request, Response, Router};
 
 mod api_tokens;
 mod bootstrap;
+mod control;
 mod device_groups;
 mod device_properties;
 mod device_templates;
