@@ -7,6 +7,7 @@
 //! pid, also on error) and unsets `RUST_BACKTRACE` for them, so that a captured backtrace on
 //! every error path does not skew the numbers.
 
+mod commands;
 mod host;
 mod ingest;
 mod registry;
@@ -30,8 +31,7 @@ struct Bench {
     run: fn(&Project, &BenchFlags) -> anyhow::Result<()>,
 }
 
-/// Every benchmark. Planned next, one module each: `query` (telemetry time-window queries),
-/// `commands` (direct-method round trips through the bridge).
+/// Every benchmark. Planned next: `query` (telemetry time-window queries).
 const BENCHES: &[Bench] = &[
     Bench {
         name: "host",
@@ -51,6 +51,12 @@ const BENCHES: &[Bench] = &[
                   the bridge to stored rows: msgs/s, publish-to-PUBACK latency, CPU, memory; \
                   idle memory per TLS connection; mosquitto as the reference",
         run: ingest::run,
+    },
+    Bench {
+        name: "commands",
+        summary: "100 connected devices: command round trips (REST → bridge → device → REST) \
+                  closed loop and at a fixed rate, and desired-property pushes per second",
+        run: commands::run,
     },
 ];
 
@@ -126,6 +132,11 @@ struct Load<'a> {
     /// Open loop at this many requests per second in all; `None`: closed loop (as fast as the
     /// server answers).
     rate: Option<u32>,
+    /// `GET` unless told otherwise; `body` goes with it.
+    method: &'a str,
+    body: &'a str,
+    /// `Some(n)`: `{device}` in the URL's path runs over n devices (gyre-loadgen `--spread`).
+    spread: Option<usize>,
 }
 
 impl<'a> Load<'a> {
@@ -138,6 +149,9 @@ impl<'a> Load<'a> {
             duration: bench_flags.duration_or(DEFAULT_DURATION),
             warmup: bench_flags.warmup_or(DEFAULT_WARMUP),
             rate: None,
+            method: "GET",
+            body: "",
+            spread: None,
         })
     }
 }
@@ -150,6 +164,7 @@ fn run_loadgen(project: &Project, load: &Load) -> anyhow::Result<Measurement> {
         .args(["--connections", &load.connections.to_string()])
         .args(["--duration", &format!("{}ms", load.duration.as_millis())])
         .args(["--warmup", &format!("{}ms", load.warmup.as_millis())])
+        .args(["--method", load.method])
         .env_remove("RUST_BACKTRACE")
         .stdout(Stdio::piped());
     for header in load.headers {
@@ -157,6 +172,12 @@ fn run_loadgen(project: &Project, load: &Load) -> anyhow::Result<Measurement> {
     }
     if let Some(rate) = load.rate {
         command.args(["--rate", &rate.to_string()]);
+    }
+    if !load.body.is_empty() {
+        command.args(["--body", load.body]);
+    }
+    if let Some(spread) = load.spread {
+        command.args(["--spread", &spread.to_string()]);
     }
     let mut loadgen = Supervised::spawn("gyre-loadgen", &mut command)?;
     let mut stdout = String::new();

@@ -41,6 +41,25 @@ pub struct Config {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Requests per second over all connections (open loop); `None`: closed loop.
     pub rate: Option<u64>,
+    /// `Some(n)`: [`DEVICE_PLACEHOLDER`] in the path becomes `00000`..`{n-1:05}`, in turn.
+    pub spread: Option<usize>,
+}
+
+/// Replaced in the request path by a five-digit device number under `--spread`.
+pub const DEVICE_PLACEHOLDER: &str = "{device}";
+
+impl Config {
+    /// The path of request number `seq`.
+    fn path(&self, seq: usize) -> std::borrow::Cow<'_, str> {
+        match self.spread {
+            Some(spread) => self
+                .target
+                .path_and_query
+                .replace(DEVICE_PLACEHOLDER, &format!("{:05}", seq % spread))
+                .into(),
+            None => self.target.path_and_query.as_str().into(),
+        }
+    }
 }
 
 /// What one connection (and, merged, the whole run) observed inside the measured window.
@@ -122,6 +141,7 @@ async fn drive_connection(config: &Config, window: Window, connection_idx: usize
     let mut schedule = config
         .rate
         .map(|rate| Schedule::new(rate, config.connections, connection_idx, window.start));
+    let mut sent = 0usize;
     while Instant::now() < window.stop_at {
         let mut sender = match connect(&config.target, window.stop_at).await {
             Ok(sender) => sender,
@@ -159,9 +179,12 @@ async fn drive_connection(config: &Config, window: Window, connection_idx: usize
                 }
                 None => None,
             };
+            // Connection `i` of `n` sends requests i, i+n, i+2n...: every device gets its share.
+            let path = config.path(sent * config.connections + connection_idx);
+            sent += 1;
             let mut request = Request::builder()
                 .method(config.method.clone())
-                .uri(config.target.path_and_query.as_str())
+                .uri(path.as_ref())
                 .header(header::HOST, config.target.authority.as_str());
             for (name, value) in &config.headers {
                 request = request.header(name, value);

@@ -3,8 +3,10 @@
 //! ```text
 //! gyre-loadgen --url http://127.0.0.1:3000/hello --connections 16 --duration 10s
 //!              [--warmup 2s] [--method GET|POST] [--body STR] [--threads N]
-//!              [--header "Name: value"]... [--rate N]
+//!              [--header "Name: value"]... [--rate N] [--spread N]
 //! ```
+//! With `--spread N`, `{device}` in the URL's path becomes `00000`...`{N-1:05}` in turn, so one
+//! run addresses N devices (`/api/devices/bench-{device}/commands/...`).
 //! Each connection is one keep-alive HTTP/1.1 connection. Closed loop (the default), it sends its
 //! next request as soon as the previous response body has been read: the result is the server's
 //! throughput. With `--rate N` the load is open loop: N requests per second in all, spread evenly
@@ -31,7 +33,7 @@ use http::{HeaderName, HeaderValue, Method};
 const USAGE: &str = "\
 usage: gyre-loadgen --url http://127.0.0.1:PORT/PATH [--connections 16] [--duration 10s]
                     [--warmup 0s] [--method GET] [--body STR] [--threads 1]
-                    [--header \"Name: value\"]... [--rate REQUESTS_PER_SECOND]";
+                    [--header \"Name: value\"]... [--rate REQUESTS_PER_SECOND] [--spread N]";
 
 fn main() -> ExitCode {
     match run() {
@@ -72,6 +74,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(load::Config, usize)> {
     let mut threads = 1;
     let mut headers = Vec::new();
     let mut rate = None;
+    let mut spread = None;
 
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -92,6 +95,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(load::Config, usize)> {
             "--threads" => threads = positive("--threads", value)?,
             "--header" => headers.push(parse_header(value)?),
             "--rate" => rate = Some(positive("--rate", value)? as u64),
+            "--spread" => spread = Some(positive("--spread", value)?),
             other => bail!("unknown option `{other}`\n{USAGE}"),
         }
     }
@@ -100,6 +104,9 @@ fn parse_args(args: &[String]) -> anyhow::Result<(load::Config, usize)> {
     };
     if duration.is_zero() {
         bail!("`--duration` must be more than zero");
+    }
+    if spread.is_some() != target.path_and_query.contains(load::DEVICE_PLACEHOLDER) {
+        bail!("`--spread N` and `{{device}}` in the URL go together");
     }
     Ok((
         load::Config {
@@ -111,6 +118,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(load::Config, usize)> {
             body,
             headers,
             rate,
+            spread,
         },
         threads,
     ))
@@ -166,6 +174,15 @@ mod tests {
         assert_eq!(config.rate, None);
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("bad name: x").is_err());
+    }
+
+    #[test]
+    fn spread_needs_the_device_placeholder() {
+        let url = "http://127.0.0.1:1/api/devices/bench-{device}/commands/c";
+        let (config, _) = parse_strs(&["--url", url, "--spread", "100"]).unwrap();
+        assert_eq!(config.spread, Some(100));
+        assert!(parse_strs(&["--url", url]).is_err());
+        assert!(parse_strs(&["--url", "http://127.0.0.1:1/", "--spread", "2"]).is_err());
     }
 
     #[test]

@@ -221,7 +221,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     let token = bootstrap::json_string_field(&body, "token")
         .with_context(|| format!("the bootstrap answer has no token: {body}"))?;
     let creating = Instant::now();
-    let keys = create_devices(host_addr, &token, plan.devices())?;
+    let keys = create_devices(host_addr, &token, plan.devices(), None)?;
     eprintln!(
         "xtask: {} devices created through the REST API in {:.1} s",
         plan.devices(),
@@ -236,7 +236,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
 
     // 2. The bridge and the reference.
     let (mut bridge, bridge_tls, bridge_tcp) =
-        start_bridge(project, &scratch.path, &certs, host_addr, &secret)?;
+        start_bridge(project, &scratch.path, &certs, host_addr, &secret, &[])?;
     let gyre = Server {
         name: "gyre",
         pids: vec![
@@ -362,9 +362,15 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `PUT /api/devices/bench-NNNNN` for `n_devices` devices, from `CREATE_THREADS` threads, then
-/// `GET .../credentials`; returns the devices' primary keys in device order.
-fn create_devices(addr: SocketAddr, token: &str, n_devices: usize) -> anyhow::Result<Vec<String>> {
+/// `PUT /api/devices/bench-NNNNN` for `n_devices` devices (assigned to `template` if given), from
+/// `CREATE_THREADS` threads, then `GET .../credentials`; returns the devices' primary keys in
+/// device order.
+pub(super) fn create_devices(
+    addr: SocketAddr,
+    token: &str,
+    n_devices: usize,
+    template: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..CREATE_THREADS)
             .map(|worker| {
@@ -373,7 +379,12 @@ fn create_devices(addr: SocketAddr, token: &str, n_devices: usize) -> anyhow::Re
                     for idx in (worker..n_devices).step_by(CREATE_THREADS) {
                         let id = device_id(idx);
                         let path = format!("/api/devices/{id}");
-                        let body = format!(r#"{{"displayName":"Bench device {idx}"}}"#);
+                        let body = match template {
+                            Some(template) => format!(
+                                r#"{{"displayName":"Bench device {idx}","template":"{template}"}}"#
+                            ),
+                            None => format!(r#"{{"displayName":"Bench device {idx}"}}"#),
+                        };
                         let (status, answer) = http(addr, "PUT", &path, token, &body)?;
                         if status != 200 && status != 201 {
                             bail!("PUT {path} answered {status}: {answer}");
@@ -410,7 +421,7 @@ fn device_id(idx: usize) -> String {
 
 /// A minimal HTTP/1.0 request with a JSON body and the API token (xtask has no HTTP client):
 /// the status and the body. HTTP/1.0, so the server ends the body by closing, unchunked.
-fn http(
+pub(super) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -441,14 +452,15 @@ fn http(
     Ok((status, body))
 }
 
-/// Starts gyre-ingest-bridge with a TLS and a plain listener on free ports; returns it with the
-/// TLS and the plain address, read from its `Bridge listening on ...` lines.
-fn start_bridge(
+/// Starts gyre-ingest-bridge with a TLS and a plain listener on free ports (and `extra_args`);
+/// returns it with the TLS and the plain address, read from its `Bridge listening on ...` lines.
+pub(super) fn start_bridge(
     project: &Project,
     scratch: &Path,
     certs: &Path,
     host_addr: SocketAddr,
     secret: &str,
+    extra_args: &[String],
 ) -> anyhow::Result<(Supervised, SocketAddr, SocketAddr)> {
     let log_path = scratch.join("gyre-ingest-bridge.log");
     let log = std::fs::File::create(&log_path)
@@ -462,6 +474,7 @@ fn start_bridge(
         .arg(certs.join("server-key.pem"))
         .arg("--app-url")
         .arg(format!("http://{host_addr}"))
+        .args(extra_args)
         .env("GYRE_INTERNAL_SECRET", secret)
         .env_remove("SPIN_VARIABLE_INTERNAL_SECRET")
         .env_remove("RUST_BACKTRACE")
@@ -937,7 +950,7 @@ fn markdown(table: &[Vec<String>]) -> String {
 
 /// Raises xtask's soft limit on open files to the hard limit; the servers and the load generator
 /// it starts inherit it.
-fn raise_file_limit() -> anyhow::Result<()> {
+pub(super) fn raise_file_limit() -> anyhow::Result<()> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -1,6 +1,7 @@
 //! One simulated device: its identity (id, SAS token), its connection (TCP or TLS), and what it
 //! does once connected (publish QoS 1 telemetry with a window of outstanding PUBACKs, or stay
-//! idle with PINGREQs).
+//! idle with PINGREQs, answering direct methods and counting desired-property pushes if it
+//! subscribed to them).
 //!
 //! Devices authenticate as the official SDKs do (reference §2): client id = device id, user name
 //! `{host}/{deviceId}/?api-version=2021-04-12`, password a SAS token for `{host}/devices/{id}`
@@ -18,7 +19,7 @@ use gyre_domain::enrollment::{SymmetricKey, SymmetricKeys};
 use gyre_domain::mqtt::{generate_token, SrForm};
 use gyre_ingest_bridge::codec::{
     ConnAck, Connect, ConnectReturnCode, Credentials, MqttStr, Packet, PacketId, Password, PubAck,
-    Publish, PublishQos, TopicName,
+    Publish, PublishQos, QoS, Subscribe, SubscribeFilter, TopicFilter, TopicName,
 };
 use gyre_ingest_bridge::connection::Connection;
 use gyre_loadgen::histogram::Histogram;
@@ -34,6 +35,13 @@ const API_VERSION: &str = "2021-04-12";
 const JSON_PROPERTY_BAG: &str = "%24.ct=application%2Fjson&%24.ce=utf-8";
 /// The largest packet the device accepts from the server (it only receives acks).
 const MAX_INCOMING_PACKET: usize = 64 * 1024;
+/// What a responding device subscribes to (reference §4 and §6), at QoS 0 as the Node SDK does.
+const DOWNLINK_FILTERS: [&str; 2] = [
+    "$iothub/methods/POST/#",
+    "$iothub/twin/PATCH/properties/desired/#",
+];
+const METHOD_TOPIC_PREFIX: &str = "$iothub/methods/POST/";
+const DESIRED_TOPIC_PREFIX: &str = "$iothub/twin/PATCH/properties/desired/";
 /// Connect, TLS handshake and CONNACK must fit in this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -176,13 +184,68 @@ impl Device {
         }
     }
 
+    /// Subscribes to direct methods and desired-property pushes and waits for the SUBACK.
+    pub async fn subscribe_downlink(&mut self) -> anyhow::Result<()> {
+        let filters = DOWNLINK_FILTERS
+            .iter()
+            .map(|filter| {
+                Ok(SubscribeFilter {
+                    filter: TopicFilter::try_from(*filter)?,
+                    qos: QoS::AtMostOnce,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let packet_id = PacketId::new(1).expect("not 0");
+        let subscribe = Subscribe::new(packet_id, filters)?;
+        self.connection
+            .write_packet(&Packet::Subscribe(subscribe))
+            .await?;
+        match timeout(CONNECT_TIMEOUT, self.connection.read_packet()).await {
+            Ok(Ok(Some(Packet::SubAck(_)))) => Ok(()),
+            Ok(Ok(other)) => bail!("expected SUBACK, got {other:?}"),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => bail!("no SUBACK within {CONNECT_TIMEOUT:?}"),
+        }
+    }
+
+    /// A PUBLISH from the server while waiting: a direct method is answered at once with status
+    /// 200 (its payload echoed back), a desired-property push is counted.
+    async fn serve_downlink(&mut self, publish: Publish, stats: &Stats) -> anyhow::Result<()> {
+        let topic = publish.topic.as_str();
+        if let Some(rest) = topic.strip_prefix(METHOD_TOPIC_PREFIX) {
+            let rid = rest
+                .split_once("?$rid=")
+                .map(|(_, rid)| rid)
+                .with_context(|| format!("a method call without $rid: {topic}"))?;
+            let payload = if publish.payload.is_empty() {
+                Bytes::from_static(b"null")
+            } else {
+                publish.payload
+            };
+            let response = Packet::Publish(Publish {
+                topic: TopicName::try_from(format!("$iothub/methods/res/200/?$rid={rid}").as_str())?,
+                qos: PublishQos::AtMostOnce,
+                retain: false,
+                payload,
+            });
+            self.connection.write_packet(&response).await?;
+            stats.methods_answered.fetch_add(1, Ordering::Relaxed);
+        } else if topic.starts_with(DESIRED_TOPIC_PREFIX) {
+            stats.desired_received.fetch_add(1, Ordering::Relaxed);
+        } else {
+            bail!("unexpected PUBLISH on {topic}");
+        }
+        Ok(())
+    }
+
     /// Stays connected, sending a PINGREQ every half keep-alive, until `phase` is no longer
-    /// `seen`; returns the new phase.
+    /// `seen`; returns the new phase. Downlink PUBLISHes are served (see `serve_downlink`).
     pub async fn wait(
         &mut self,
         phase: &mut watch::Receiver<Phase>,
         seen: Phase,
         keep_alive: Duration,
+        stats: &Stats,
     ) -> anyhow::Result<Phase> {
         let ping_every = keep_alive / 2;
         let mut next_ping = Instant::now() + ping_every;
@@ -199,6 +262,7 @@ impl Device {
                 }
                 packet = self.connection.read_packet() => match packet? {
                     Some(Packet::PingResp) => {}
+                    Some(Packet::Publish(publish)) => self.serve_downlink(publish, stats).await?,
                     Some(other) => bail!("unexpected {other:?} while idle"),
                     None => bail!("closed by the server while idle"),
                 },
@@ -327,6 +391,10 @@ pub struct Stats {
     /// Publish → PUBACK, nanoseconds, inside the measured window. One histogram for all
     /// devices: 10,000 of them at 64 KiB each would be 640 MB.
     pub latencies: Mutex<Histogram>,
+    /// Direct-method calls answered (`respond`).
+    pub methods_answered: AtomicU64,
+    /// Desired-property pushes received (`respond`).
+    pub desired_received: AtomicU64,
 }
 
 /// ~100-byte JSON telemetry bodies that differ from message to message.

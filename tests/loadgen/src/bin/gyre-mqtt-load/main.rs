@@ -5,6 +5,7 @@
 //!                [--ca ca.pem] [--window 8] [--warmup 2s] [--duration 5s] [...]
 //! gyre-mqtt-load idle    --addr 127.0.0.1:8883 --group-key KEY --connections 10000
 //!                --ca ca.pem [--hold 10s] [...]
+//! gyre-mqtt-load respond --addr 127.0.0.1:1883 --keys KEYS.txt --connections 100 [--hold 10m]
 //! gyre-mqtt-load count-telemetry --db STATE/sqlite_db.db
 //! ```
 //! Devices `{prefix}00000`... sign their SAS tokens with their own keys (`--keys`: one a line,
@@ -15,12 +16,15 @@
 //! `--window` PUBACKs outstanding each, for `--warmup` then the measured `--duration`; the
 //! report gives acknowledged messages per second and publish → PUBACK latency percentiles.
 //! `idle`: N devices connect and stay, with PINGREQs, for `--hold`, so the bench can read the
-//! server's memory. `count-telemetry`: the telemetry rows in the host's database (inbox and
+//! server's memory. `respond`: N devices subscribe to direct methods and desired-property
+//! pushes, answer every method at once (status 200, the request echoed) and count the pushes,
+//! until `--hold` passes or standard input closes (`cargo xtask bench commands`).
+//! `count-telemetry`: the telemetry rows in the host's database (inbox and
 //! compacted table), which must be at least the acknowledged messages.
 //!
 //! Output: JSON lines on stdout (progress events, then the report; see `run.rs`).
 //! Code map: `main.rs` the command line; `run.rs` a run's phases; `device.rs` one device.
-//! Deliberately absent: QoS 0, subscriptions, reconnection (a failed device is counted).
+//! Deliberately absent: QoS 0 telemetry, reconnection (a failed device is counted).
 
 mod device;
 mod run;
@@ -38,13 +42,13 @@ use crate::device::Target;
 use crate::run::{DeviceKeys, Mode};
 
 const USAGE: &str = "\
-usage: gyre-mqtt-load publish|idle --addr 127.0.0.1:PORT --connections N
+usage: gyre-mqtt-load publish|idle|respond --addr 127.0.0.1:PORT --connections N
                       (--group-key BASE64 | --keys FILE)
                       [--ca CA.pem] [--server-name localhost] [--host-name localhost]
                       [--device-prefix bench-] [--connect-concurrency 200] [--keep-alive 60]
                       [--threads 1]
                       publish: [--window 8] [--warmup 2s] [--duration 5s] [--drain 10s]
-                      idle:    [--hold 10s]
+                      idle, respond: [--hold 10s]
        gyre-mqtt-load count-telemetry --db PATH";
 
 fn main() -> ExitCode {
@@ -91,9 +95,16 @@ enum Command {
     CountTelemetry { db: PathBuf },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LoadMode {
+    Publish,
+    Idle,
+    Respond,
+}
+
 #[derive(Debug, PartialEq)]
 struct LoadArgs {
-    idle: bool,
+    mode: LoadMode,
     addr: SocketAddr,
     ca: Option<PathBuf>,
     server_name: String,
@@ -153,15 +164,15 @@ impl LoadArgs {
             device_prefix: self.device_prefix,
             connections: self.connections,
             connect_concurrency: self.connect_concurrency,
-            mode: if self.idle {
-                Mode::Idle { hold: self.hold }
-            } else {
-                Mode::Publish {
+            mode: match self.mode {
+                LoadMode::Idle => Mode::Idle { hold: self.hold },
+                LoadMode::Respond => Mode::Respond { hold: self.hold },
+                LoadMode::Publish => Mode::Publish {
                     window: self.window,
                     warmup: self.warmup,
                     duration: self.duration,
                     drain: self.drain,
-                }
+                },
             },
         })
     }
@@ -169,9 +180,10 @@ impl LoadArgs {
 
 fn parse_args(args: &[String]) -> anyhow::Result<Command> {
     let (mode, rest) = args.split_first().context(USAGE)?;
-    let idle = match mode.as_str() {
-        "publish" => false,
-        "idle" => true,
+    let mode = match mode.as_str() {
+        "publish" => LoadMode::Publish,
+        "idle" => LoadMode::Idle,
+        "respond" => LoadMode::Respond,
         "count-telemetry" => {
             return match rest {
                 [flag, db] if flag == "--db" => Ok(Command::CountTelemetry { db: db.into() }),
@@ -183,7 +195,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Command> {
     let mut addr = None;
     let mut connections = None;
     let mut load = LoadArgs {
-        idle,
+        mode,
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ca: None,
         server_name: "localhost".to_owned(),
@@ -247,7 +259,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Command> {
     }
     load.connections =
         connections.with_context(|| format!("`--connections` is required\n{USAGE}"))?;
-    if !idle && load.duration.is_zero() {
+    if mode == LoadMode::Publish && load.duration.is_zero() {
         bail!("`--duration` must be more than zero");
     }
     Ok(Command::Load(Box::new(load)))
@@ -339,7 +351,7 @@ mod tests {
         .unwrap() else {
             panic!("not a load")
         };
-        assert!(!load.idle);
+        assert_eq!(load.mode, LoadMode::Publish);
         assert_eq!(load.addr.port(), 1883);
         assert_eq!(
             (load.connections, load.window, load.duration, load.warmup),

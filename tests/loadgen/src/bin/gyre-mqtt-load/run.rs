@@ -53,6 +53,11 @@ pub enum Mode {
     Idle {
         hold: Duration,
     },
+    /// Subscribed to direct methods and desired properties: answer and count until `hold`
+    /// passes or standard input closes, whichever comes first.
+    Respond {
+        hold: Duration,
+    },
 }
 
 /// The device id of connection `idx`: what `cargo xtask bench ingest` creates.
@@ -87,7 +92,8 @@ impl Report {
             "{{\"connections\":{},\"connected\":{},\"connect_errors\":{},\"errors\":{},\
              \"ramp_s\":{:.3},\"seconds\":{:.3},\"published\":{},\"acked\":{},\
              \"acked_total\":{},\"unacked\":{},\"rate\":{:.1},\"p50_ms\":{:.3},\
-             \"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}}}",
+             \"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"methods_answered\":{},\
+             \"desired_received\":{}}}",
             self.connections,
             self.connected,
             self.connect_errors,
@@ -103,6 +109,8 @@ impl Report {
             millis(latencies.value_at_quantile(0.90)),
             millis(latencies.value_at_quantile(0.99)),
             millis(latencies.max()),
+            stats.methods_answered.load(Ordering::Relaxed),
+            stats.desired_received.load(Ordering::Relaxed),
         )
     }
 }
@@ -137,12 +145,18 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
             let _ = connected_sender.send(device.is_ok());
             drop(connected_sender);
             let mut device = device.map_err(|err| (true, err))?;
+            if matches!(config.mode, Mode::Respond { .. }) {
+                device
+                    .subscribe_downlink()
+                    .await
+                    .map_err(|err| (true, err))?;
+            }
             let keep_alive = Duration::from_secs(u64::from(config.target.keep_alive_secs));
             let mut body = BodyMaker::new(idx);
             let mut seen = Phase::Waiting;
             loop {
                 seen = device
-                    .wait(&mut phase, seen, keep_alive)
+                    .wait(&mut phase, seen, keep_alive, &stats)
                     .await
                     .map_err(|err| (false, err))?;
                 match seen {
@@ -205,6 +219,20 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         Mode::Idle { hold } => {
             event("{\"event\":\"holding\"}");
             tokio::time::sleep(hold).await;
+            event("{\"event\":\"released\"}");
+        }
+        Mode::Respond { hold } => {
+            let (closed_sender, closed) = tokio::sync::oneshot::channel::<()>();
+            // Blocking reads of stdin on a thread of their own; EOF ends the hold.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                let _ = closed_sender.send(());
+            });
+            event("{\"event\":\"responding\"}");
+            tokio::select! {
+                () = tokio::time::sleep(hold) => {}
+                _ = closed => {}
+            }
             event("{\"event\":\"released\"}");
         }
     }
