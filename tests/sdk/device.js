@@ -42,10 +42,22 @@ function derivedDeviceKey(groupKey, registrationId) {
     .digest('base64');
 }
 
+/** The thermostat sample's answer to getMaxMinReport: a report for the period asked. */
+function maxMinReport(since) {
+  return {
+    maxTemp: 25.5,
+    minTemp: 18.25,
+    avgTemp: 21.0,
+    startTime: since,
+    endTime: '2026-11-26T00:00:00Z',
+  };
+}
+
 class Device {
   constructor() {
     this.hub = null; // { hostName, deviceId, key } from the last registration
     this.client = null;
+    this.seen = { desired: [], methods: [], messages: [] };
   }
 
   async provision(command) {
@@ -132,10 +144,83 @@ class Device {
     return {};
   }
 
+  connected() {
+    if (!this.client) {
+      throw new Error('not connected');
+    }
+    return this.client;
+  }
+
+  /** The IoT Plug and Play thermostat sample: acknowledges desired targetTemperature, answers
+   * getMaxMinReport, accepts cloud-to-device messages; see tests/sdk/device.py. */
+  async serveThermostat() {
+    const client = this.connected();
+    const twin = await client.getTwin();
+    this.twin = twin;
+    // The SDK calls this once with the whole desired document, then with each patch.
+    twin.on('properties.desired', (patch) => {
+      this.seen.desired.push(patch);
+      if (patch.targetTemperature !== undefined) {
+        const ack = {
+          targetTemperature: {
+            value: patch.targetTemperature,
+            ac: 200,
+            av: patch.$version,
+            ad: 'Target temperature set',
+          },
+        };
+        twin.properties.reported.update(ack, (error) => {
+          if (error) console.error('acknowledging targetTemperature failed:', error);
+        });
+      }
+    });
+    client.onDeviceMethod('getMaxMinReport', (request, response) => {
+      this.seen.methods.push({ name: request.methodName, payload: request.payload });
+      response.send(200, maxMinReport(request.payload), (error) => {
+        if (error) console.error('answering getMaxMinReport failed:', error);
+      });
+    });
+    client.on('message', (message) => {
+      const properties = {};
+      for (let i = 0; i < message.properties.count(); i++) {
+        const { key, value } = message.properties.getItem(i);
+        properties[key] = value;
+      }
+      this.seen.messages.push({
+        body: message.data.toString('utf8'),
+        properties,
+        messageId: message.messageId,
+      });
+      client.complete(message, () => {});
+    });
+    return {};
+  }
+
+  async reportProperties(command) {
+    const twin = this.twin || (await this.connected().getTwin());
+    this.twin = twin;
+    await new Promise((resolve, reject) =>
+      twin.properties.reported.update(command.patch, (error) => (error ? reject(error) : resolve())),
+    );
+    return {};
+  }
+
+  async getTwin() {
+    const twin = await this.connected().getTwin();
+    this.twin = twin;
+    const plain = (properties) => JSON.parse(JSON.stringify(properties));
+    return { twin: { desired: plain(twin.properties.desired), reported: plain(twin.properties.reported) } };
+  }
+
+  async events() {
+    return JSON.parse(JSON.stringify(this.seen));
+  }
+
   async disconnect() {
     if (this.client) {
       const client = this.client;
       this.client = null;
+      this.twin = null;
       await client.close();
       this.auth.stop();
     }
@@ -164,7 +249,16 @@ async function main() {
     const command = JSON.parse(line);
     let answer;
     try {
-      const handler = { provision: 1, connect: 1, send: 1, disconnect: 1 }[command.op];
+      const handler = {
+        provision: 1,
+        connect: 1,
+        send: 1,
+        serveThermostat: 1,
+        reportProperties: 1,
+        getTwin: 1,
+        events: 1,
+        disconnect: 1,
+      }[command.op];
       if (!handler) {
         throw new Error(`unknown op ${command.op}`);
       }

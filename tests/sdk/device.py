@@ -13,6 +13,16 @@ two steps (approve the device, wait for a token renewal, read the database). Com
       opens a hub connection; without hostName/deviceId/key it uses what "provision" returned.
   {"op": "send", "body", ["json": true], ["component"], ["properties": {..}]}
       sends one telemetry message and answers once the bridge acknowledged it.
+  {"op": "serveThermostat"}
+      behaves as the IoT Plug and Play thermostat sample: acknowledges every desired
+      `targetTemperature` with {"value", "ac": 200, "av": <desired $version>, "ad"}, answers
+      `getMaxMinReport` with a report built from its request, and accepts cloud-to-device
+      messages; everything received is kept for "events".
+  {"op": "reportProperties", "patch": {..}}
+      sends a reported-properties patch and answers once the hub accepted it.
+  {"op": "getTwin"}   answers {"twin": {"desired": .., "reported": ..}}.
+  {"op": "events"}    answers {"desired": [patch..], "methods": [{"name", "payload"}..],
+      "messages": [{"body", "properties", "messageId"}..]}: what the handlers saw since connect.
   {"op": "disconnect"}
 Answers: {"op": .., "ok": true, ..} or {"op": .., "ok": false, "error": <exception class>,
 "message": .., ["code": <CONNACK code>, Node only]}. The script exits at the end of stdin.
@@ -30,7 +40,14 @@ import os
 import sys
 
 import paho.mqtt.client as paho
-from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient
+import threading
+
+from azure.iot.device import (
+    IoTHubDeviceClient,
+    Message,
+    MethodResponse,
+    ProvisioningDeviceClient,
+)
 
 BRIDGE_PORT = int(os.environ["GYRE_MQTT_PORT"])
 with open(os.environ["GYRE_CA_PEM"], encoding="ascii") as ca_file:
@@ -64,10 +81,23 @@ def derived_device_key(group_key: str, registration_id: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def max_min_report(since):
+    """The thermostat sample's answer to getMaxMinReport: a report for the period asked."""
+    return {
+        "maxTemp": 25.5,
+        "minTemp": 18.25,
+        "avgTemp": 21.0,
+        "startTime": since,
+        "endTime": "2026-11-26T00:00:00Z",
+    }
+
+
 class Device:
     def __init__(self):
         self.hub = None  # (host name, device id, key) from the last registration
         self.client = None
+        self.lock = threading.Lock()
+        self.seen = {"desired": [], "methods": [], "messages": []}
 
     def provision(self, command):
         key = derived_device_key(command["groupKey"], command["registrationId"])
@@ -133,6 +163,70 @@ class Device:
         self.client.send_message(message)
         return {}
 
+    def serve_thermostat(self, _command):
+        client = self._connected()
+
+        def on_desired(patch):
+            with self.lock:
+                self.seen["desired"].append(patch)
+            if "targetTemperature" in patch:
+                client.patch_twin_reported_properties(
+                    {
+                        "targetTemperature": {
+                            "value": patch["targetTemperature"],
+                            "ac": 200,
+                            "av": patch["$version"],
+                            "ad": "Target temperature set",
+                        }
+                    }
+                )
+
+        def on_method(request):
+            with self.lock:
+                self.seen["methods"].append({"name": request.name, "payload": request.payload})
+            if request.name == "getMaxMinReport":
+                response = MethodResponse.create_from_method_request(
+                    request, 200, max_min_report(request.payload)
+                )
+            else:
+                response = MethodResponse.create_from_method_request(
+                    request, 404, {"error": "unknown command " + request.name}
+                )
+            client.send_method_response(response)
+
+        def on_message(message):
+            data = message.data
+            with self.lock:
+                self.seen["messages"].append(
+                    {
+                        "body": data.decode("utf-8") if isinstance(data, bytes) else data,
+                        "properties": message.custom_properties,
+                        "messageId": message.message_id,
+                    }
+                )
+
+        # Setting a handler subscribes to its topics before it returns.
+        client.on_twin_desired_properties_patch_received = on_desired
+        client.on_method_request_received = on_method
+        client.on_message_received = on_message
+        return {}
+
+    def report_properties(self, command):
+        self._connected().patch_twin_reported_properties(command["patch"])
+        return {}
+
+    def get_twin(self, _command):
+        return {"twin": self._connected().get_twin()}
+
+    def events(self, _command):
+        with self.lock:
+            return {kind: list(items) for kind, items in self.seen.items()}
+
+    def _connected(self):
+        if self.client is None:
+            raise RuntimeError("not connected")
+        return self.client
+
     def disconnect(self, _command):
         if self.client is not None:
             client, self.client = self.client, None
@@ -151,6 +245,10 @@ def main():
         "provision": device.provision,
         "connect": device.connect,
         "send": device.send,
+        "serveThermostat": device.serve_thermostat,
+        "reportProperties": device.report_properties,
+        "getTwin": device.get_twin,
+        "events": device.events,
         "disconnect": device.disconnect,
     }
     for line in sys.stdin:
