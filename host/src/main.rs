@@ -41,8 +41,10 @@ struct Cli {
     /// Address to serve Prometheus metrics on (`GET /metrics`).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
-    /// Per-request deadline, e.g. `500ms`, `30s`, `2m`.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Per-request deadline, e.g. `500ms`, `30s`, `2m`. Spin has none; the default leaves room
+    /// for a device command, which may wait 30 s for the device to connect and 30 s for its
+    /// answer.
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
     request_timeout: Duration,
     /// Component instances alive at once (requests in flight, chained ones included).
     #[arg(long, default_value_t = 256)]

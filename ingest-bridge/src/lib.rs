@@ -24,6 +24,10 @@
 //!   submit over a bounded channel and PUBACK only when the message's batch was committed.
 //! - [`upstream`]: the HTTP client to the ingest component: retry with backoff and jitter, a
 //!   random UUID batch id as the idempotency key; the `Upstream` trait is the batcher's seam.
+//! - [`control`]: the control API the Spin application calls (`--control-listen`, HTTP/1.1):
+//!   desired-property pushes, direct methods, notices that C2D messages wait.
+//! - [`downlink`]: what the control API hands a hub session over its small bounded channel,
+//!   the direct-method calls waiting for their answer (by rid), and C2D delivery state.
 //! - [`tick`]: `POST /internal/tick` every second, the application's clock for periodic work.
 //! - [`revocation`]: on each tick, disconnects devices that may no longer connect (blocked,
 //!   deleted, re-keyed), from the registry's change feed.
@@ -36,6 +40,8 @@
 pub mod batcher;
 pub mod codec;
 pub mod connection;
+pub mod control;
+pub mod downlink;
 pub mod dps;
 pub mod registry;
 pub mod revocation;

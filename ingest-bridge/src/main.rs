@@ -3,7 +3,8 @@
 //!
 //! `gyre-ingest-bridge --cert server.pem --key server-key.pem` serves MQTT over TLS on
 //! 127.0.0.1:8883 (loopback by default for safety; `--listen-tls 0.0.0.0:8883` for devices on
-//! the network), `--listen-tcp` adds plain MQTT for local tools. The internal secret shared with
+//! the network), `--listen-tcp` adds plain MQTT for local tools, and `--control-listen`
+//! (127.0.0.1:3001) serves the control API the Spin application calls. The internal secret shared with
 //! the Spin application comes from `GYRE_INTERNAL_SECRET` (or `SPIN_VARIABLE_INTERNAL_SECRET`),
 //! never from a flag, which any user could read in `ps`.
 //!
@@ -86,6 +87,11 @@ struct Serve {
     /// Connections served at once; further ones wait in the listen backlog.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// The control API the Spin application calls (desired pushes, direct methods, C2D
+    /// notices): plain HTTP behind the internal secret, so keep it on loopback or a private
+    /// network. The registry's `bridge_control_url` variable must point here.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3001")]
+    control_listen: SocketAddr,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -135,7 +141,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     )?;
     let registry = Registry::new(RegistryConfig {
         base_url: args.app_url.clone(),
-        secret,
+        secret: secret.clone(),
         ttl: Duration::from_secs(5),
         timeout: Duration::from_secs(5),
         max_entries: 100_000,
@@ -167,6 +173,9 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let control_listener = TcpListener::bind(args.control_listen)
+        .await
+        .with_context(|| format!("binding the control API on {}", args.control_listen))?;
 
     let (stop, stopped) = watch::channel(());
     let stop_signal = |mut stopped: watch::Receiver<()>| async move {
@@ -189,7 +198,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     ));
     let ticks = tokio::spawn(gyre_ingest_bridge::tick::run(
         registry,
-        sessions,
+        Arc::clone(&sessions),
         args.tick_interval,
         stop_signal(stopped.clone()),
     ));
@@ -209,6 +218,16 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             stop_signal(stopped.clone()),
         ));
     }
+    println!(
+        "Bridge control API on http://{}",
+        control_listener.local_addr()?
+    );
+    let control = tokio::spawn(gyre_ingest_bridge::control::run(
+        control_listener,
+        sessions,
+        secret,
+        stop_signal(stopped.clone()),
+    ));
     drop(config);
     std::io::stdout().flush()?;
 
@@ -220,6 +239,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop.send(());
     while servers.join_next().await.is_some() {}
+    control.await?;
     ticks.await?;
     batcher.await?;
     Ok(())

@@ -4,7 +4,9 @@
 //! DPS calls `GET .../registrations/{id}?idScope=` ([`RegistrationCandidates`]) and `POST
 //! .../registrations/{id}/register` ([`RegistrationState`] or a refusal), the twin
 //! (`GET .../devices/{id}/twin`, `PATCH .../twin/reported`) and the change feed the revocation
-//! check polls (`GET .../connection-changes`). `Registry::exchange` is the one way out.
+//! check polls (`GET .../connection-changes`), and cloud-to-device messages (`GET
+//! .../devices/{id}/messages`, `POST .../messages/{mid}/complete`). `Registry::exchange` is the
+//! one way out.
 //!
 //! The cache keeps each answer (a 404 included) for `ttl`, a few seconds: a reconnect storm
 //! costs one request per device per `ttl`, and a blocked device or a revoked key is refused at
@@ -18,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gyre_domain::bridge::{ConnectionChanges, DeviceConnection, ReportedPatched};
+use gyre_domain::bridge::{C2dPending, ConnectionChanges, DeviceConnection, ReportedPatched};
 use gyre_domain::provisioning::{RegisterRequest, RegistrationCandidates, RegistrationState};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -218,6 +220,37 @@ impl Registry {
                 Ok(ReportedPatch::Invalid(error_message(&answer)))
             }
             other => Err(RegistryError::Status(other.as_u16())),
+        }
+    }
+
+    /// The cloud-to-device messages waiting for `device_id` (none for an unknown device).
+    pub async fn c2d_pending(&self, device_id: &str) -> Result<C2dPending, RegistryError> {
+        let path = format!(
+            "/internal/registry/devices/{}/messages",
+            gyre_domain::percent::encode(device_id)
+        );
+        Ok(self.get_json(&path).await?.unwrap_or_default())
+    }
+
+    /// The device acknowledged `message_id`; idempotent, and a message already gone (completed,
+    /// expired, deleted) is not an error.
+    pub async fn complete_c2d(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<(), RegistryError> {
+        let path = format!(
+            "/internal/registry/devices/{}/messages/{}/complete",
+            gyre_domain::percent::encode(device_id),
+            gyre_domain::percent::encode(message_id)
+        );
+        let (status, _) = self
+            .exchange(http::Method::POST, &path, Bytes::new())
+            .await?;
+        if status.is_success() || status == http::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(RegistryError::Status(status.as_u16()))
         }
     }
 

@@ -5,8 +5,7 @@
 //! Owns the mapping from [`DeviceTopic`] to what the bridge does with it. Does not own the
 //! topic grammar (the domain crate) or acknowledgements (the session). Telemetry becomes a
 //! [`DeviceMessage`]; DPS requests go to the session's provisioning (`dps`), twin requests to
-//! `twin`; method responses are recognised and ignored until their issue lands (the session
-//! logs them).
+//! `twin`; method responses go to the call waiting for them (`downlink`).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +35,11 @@ pub enum Routed {
     },
     /// `$iothub/twin/PATCH/properties/reported/?$rid=`: the payload is the patch.
     TwinPatchReported {
+        rid: RequestId,
+    },
+    /// `$iothub/methods/res/{status}/?$rid=`: the payload is the device's answer to a call.
+    MethodResponse {
+        status: i32,
         rid: RequestId,
     },
     /// A topic of the dialect the bridge does not serve yet; the name is for the log line.
@@ -77,7 +81,7 @@ pub fn route(
         }),
         DeviceTopic::TwinGet { rid } => Routed::TwinGet { rid },
         DeviceTopic::TwinPatchReported { rid, .. } => Routed::TwinPatchReported { rid },
-        DeviceTopic::MethodResponse { .. } => Routed::NotYetServed("method response"),
+        DeviceTopic::MethodResponse { status, rid } => Routed::MethodResponse { status, rid },
         DeviceTopic::DpsRegister { rid } => Routed::DpsRegister { rid },
         DeviceTopic::DpsOperationStatus { rid, operation_id } => {
             Routed::DpsStatus { rid, operation_id }
@@ -162,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_topics_are_refused_twin_requests_routed_and_method_responses_wait() {
+    fn unknown_topics_are_refused_twin_requests_and_method_responses_routed() {
         assert!(matches!(
             route(&hub("dev1"), "foo/bar", b"", 0),
             Err(RouteError::Topic(_))
@@ -183,7 +187,10 @@ mod tests {
         );
         assert_eq!(
             route(&hub("dev1"), "$iothub/methods/res/200/?$rid=1", b"{}", 0),
-            Ok(Routed::NotYetServed("method response"))
+            Ok(Routed::MethodResponse {
+                status: 200,
+                rid: RequestId::parse("1").unwrap()
+            })
         );
     }
 }

@@ -24,6 +24,13 @@
 //! Responses to the device (DPS answers) go out only on topics it subscribed to (reference
 //! §8.11), at QoS 0.
 //!
+//! Downlink (`downlink`): on its first subscription to a downlink topic a hub session makes its
+//! channel and puts the sender, with its subscription bits, in the live-session map, after the
+//! SUBACK is written (nothing reaches a device before its SUBACK). The loop publishes what comes
+//! on it: desired patches and method calls at QoS 0, C2D messages at QoS 1 with the session's
+//! own packet ids; the device's PUBACKs settle those, and its `$iothub/methods/res/` publishes
+//! answer the waiting call. Registry calls for C2D run in spawned tasks.
+//!
 //! Not owned here: bytes (`connection`), topic meaning (`router`), batching (`batcher`), the
 //! provisioning conversation (`dps`).
 //! Sessions keep no state across connections (CONNACK's session present is always 0; the SDKs
@@ -34,15 +41,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use gyre_domain::bridge::MethodResult;
 use gyre_domain::enrollment::SymmetricKey;
 use gyre_domain::ingest::{ConnectivityEvent, ConnectivityKind};
 use gyre_domain::mqtt::{
-    authorize_subscription, keep_alive_timeout_millis, Endpoint, EndpointKind, SasToken,
-    SubscriptionFilter,
+    authorize_subscription, keep_alive_timeout_millis, CloudTopic, Endpoint, EndpointKind,
+    RequestId, SasToken, SubscriptionFilter,
 };
 use gyre_domain::time::Timestamp;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::batcher::{AckReceiver, BatcherHandle};
@@ -51,6 +59,7 @@ use crate::codec::{
     QoS, SubAck, SubAckCode, Subscribe, TopicName, UnsubAck,
 };
 use crate::connection::{Connection, ConnectionError};
+use crate::downlink::{self, Downlink, PendingMethods, SessionDownlink};
 use crate::dps::{DpsIdentity, Provisioning, Reply};
 use crate::registry::Registry;
 use crate::router::{self, RouteError, Routed};
@@ -95,6 +104,10 @@ struct Live {
     close: oneshot::Sender<CloseReason>,
     /// A hub session: a hash of the key its token was verified with, to recheck it later.
     key_hash: Option<u64>,
+    /// The session's downlink channel, once it subscribed to a downlink topic.
+    downlink: Option<mpsc::Sender<Downlink>>,
+    /// Which downlink topics it subscribed to (`downlink::mask`).
+    subscribed: u8,
 }
 
 /// The live sessions by (endpoint kind, client id): the hub and DPS may share a client id, so
@@ -105,6 +118,11 @@ pub struct Sessions {
     /// A std `Mutex`: nothing awaits while it is held.
     live: Mutex<HashMap<SessionKey, Live>>,
     next_serial: AtomicU64,
+    /// Woken when a session's downlink subscriptions change: method calls wait on it for their
+    /// device to connect and subscribe.
+    subscriptions_changed: Notify,
+    /// Direct-method calls waiting for their answer.
+    pub methods: PendingMethods,
 }
 
 impl Sessions {
@@ -118,6 +136,8 @@ impl Sessions {
                 serial,
                 close,
                 key_hash,
+                downlink: None,
+                subscribed: 0,
             },
         );
         if let Some(previous) = previous {
@@ -160,6 +180,57 @@ impl Sessions {
         }
     }
 
+    /// The downlink of `device_id`'s hub session if it subscribed to every topic in `need`
+    /// (`downlink::DESIRED`...), with the session's serial.
+    pub fn downlink(&self, device_id: &str, need: u8) -> Option<(u64, mpsc::Sender<Downlink>)> {
+        let live = self.live.lock().expect("sessions lock poisoned");
+        let session = live.get(&(EndpointKind::Hub, device_id.to_owned()))?;
+        if session.subscribed & need != need {
+            return None;
+        }
+        Some((session.serial, session.downlink.clone()?))
+    }
+
+    /// [`Sessions::downlink`], waiting until `deadline` for the device to connect and subscribe.
+    pub async fn wait_for_downlink(
+        &self,
+        device_id: &str,
+        need: u8,
+        deadline: Instant,
+    ) -> Option<(u64, mpsc::Sender<Downlink>)> {
+        loop {
+            // Registered before the check, so a change between the check and the wait wakes it.
+            let changed = self.subscriptions_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(found) = self.downlink(device_id, need) {
+                return Some(found);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Session `serial` of `key` subscribed to the downlink topics `subscribed` (bits).
+    fn set_downlink(
+        &self,
+        key: &SessionKey,
+        serial: u64,
+        downlink: &mpsc::Sender<Downlink>,
+        subscribed: u8,
+    ) {
+        let mut live = self.live.lock().expect("sessions lock poisoned");
+        if let Some(session) = live.get_mut(key).filter(|session| session.serial == serial) {
+            session.subscribed = subscribed;
+            if session.downlink.is_none() {
+                session.downlink = Some(downlink.clone());
+            }
+        }
+        drop(live);
+        self.subscriptions_changed.notify_waiters();
+    }
+
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         self.live.lock().expect("sessions lock poisoned").len()
@@ -187,6 +258,8 @@ impl Drop for Registration {
         {
             live.remove(&self.key);
         }
+        drop(live);
+        self.sessions.methods.session_ended(self.serial);
     }
 }
 
@@ -480,6 +553,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // Filters granted on this connection: replies go only where the device listens.
     let mut subscribed: Vec<SubscriptionFilter> = Vec::new();
     let mut provisioning = Provisioning::default();
+    // Made on the first downlink subscription (boxed: one pointer in an idle session).
+    let mut downlink: Option<Box<SessionDownlink>> = None;
 
     loop {
         tokio::select! {
@@ -491,6 +566,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             },
             () = tokio::time::sleep_until(token_deadline) => return SessionEnd::TokenExpired,
             () = sleep_until_some(keep_alive_deadline) => return SessionEnd::KeepAliveExpired,
+            Some(message) = next_downlink(&mut downlink) => {
+                let state = downlink.as_mut().expect("a message came, so the downlink exists");
+                for packet in on_downlink(message, state, &subscribed, admitted, shared) {
+                    if let Err(err) = connection.queue(&packet) {
+                        return err.into();
+                    }
+                }
+                if let Err(err) = connection.flush_queued().await {
+                    return err.into();
+                }
+            }
             outcome = oldest(&mut pending) => {
                 let (packet_id, _) = pending.pop_front().expect("oldest resolved, so pending is not empty");
                 match outcome {
@@ -523,6 +609,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(err) => return err.into(),
                 };
                 keep_alive_deadline = keep_alive.map(|timeout| Instant::now() + timeout);
+                let mut resubscribed = false;
                 let reply = match packet {
                     Packet::Publish(publish) => {
                         // Boxed: one small allocation per message keeps the idle session small.
@@ -544,7 +631,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                                         pending.push_back((packet_id, resolved()));
                                     }
                                 }
-                                let answer = Box::pin(request(routed, payload, admitted, shared, &mut provisioning)).await;
+                                let answer = Box::pin(request(routed, payload, admitted, shared, &mut provisioning, registration.serial)).await;
                                 answer.and_then(|answer| deliverable(answer, &subscribed))
                             }
                             Err(end) => return end,
@@ -559,18 +646,24 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                                 subscribed.push(filter);
                             }
                         }
+                        // After the SUBACK is out (below), so nothing is published before it.
+                        resubscribed = true;
                         Some(Packet::SubAck(suback))
                     }
                     Packet::Unsubscribe(unsubscribe) => {
                         subscribed.retain(|filter| {
                             !unsubscribe.filters().iter().any(|gone| SubscriptionFilter::parse(gone.as_str()).as_ref() == Ok(filter))
                         });
+                        resubscribed = true;
                         Some(Packet::UnsubAck(UnsubAck { packet_id: unsubscribe.packet_id() }))
                     }
                     Packet::PingReq => Some(Packet::PingResp),
                     Packet::Disconnect => return SessionEnd::Disconnected,
-                    // The bridge sends no QoS 1 PUBLISH yet, so there is nothing to settle.
-                    Packet::PubAck(_) => None,
+                    // The bridge's QoS 1 PUBLISHes are cloud-to-device messages.
+                    Packet::PubAck(PubAck { packet_id }) => {
+                        c2d_acknowledged(packet_id, &mut downlink, admitted, shared);
+                        None
+                    }
                     // MQTT-3.1.0-2.
                     Packet::Connect(_) => return SessionEnd::Protocol("second CONNECT"),
                     Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
@@ -581,6 +674,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     if let Err(err) = connection.write_packet(&reply).await {
                         return err.into();
                     }
+                }
+                if resubscribed {
+                    subscriptions_changed(&mut downlink, &subscribed, admitted, shared, registration);
                 }
             }
         }
@@ -633,7 +729,8 @@ async fn publish_received(
         routed @ (Routed::DpsRegister { .. }
         | Routed::DpsStatus { .. }
         | Routed::TwinGet { .. }
-        | Routed::TwinPatchReported { .. }) => {
+        | Routed::TwinPatchReported { .. }
+        | Routed::MethodResponse { .. }) => {
             return Ok(Received::Request {
                 packet_id,
                 routed,
@@ -661,6 +758,7 @@ async fn request(
     admitted: &Admitted,
     shared: &Shared,
     provisioning: &mut Provisioning,
+    serial: u64,
 ) -> Option<Reply> {
     // `router::route` lets DPS topics through only on DPS connections and twin topics only on
     // hub connections.
@@ -679,6 +777,17 @@ async fn request(
         }
         (Routed::TwinPatchReported { rid }, None) => {
             Some(twin::patch_reported(rid, &admitted.device_id, payload, registry).await)
+        }
+        (Routed::MethodResponse { status, rid }, None) => {
+            let result = MethodResult::from_device(status, &payload);
+            if !shared.sessions.methods.answer(serial, rid.as_str(), result) {
+                tracing::info!(
+                    rid = rid.as_str(),
+                    status,
+                    "method response for no pending call (unknown rid or timed out); ignored"
+                );
+            }
+            None
         }
         _ => None,
     }
@@ -731,6 +840,161 @@ fn suback(subscribe: &Subscribe, endpoint: &Endpoint) -> (SubAck, Vec<Subscripti
     let suback = SubAck::new(subscribe.packet_id(), codes)
         .expect("one code per filter of a non-empty SUBSCRIBE");
     (suback, granted)
+}
+
+/// The next downlink message; never resolves for a session without a downlink. A `poll_fn`
+/// rather than an async fn: it is one pointer in the session future, which every idle
+/// connection holds.
+fn next_downlink(
+    downlink: &mut Option<Box<SessionDownlink>>,
+) -> impl std::future::Future<Output = Option<Downlink>> + '_ {
+    std::future::poll_fn(move |cx| match downlink {
+        // The session holds a sender itself, so the channel never closes under it.
+        Some(state) => state.receiver.poll_recv(cx),
+        None => std::task::Poll::Pending,
+    })
+}
+
+/// Tells the live-session map what the hub session now listens to, making its downlink on the
+/// first downlink subscription; a new C2D subscription fetches the waiting messages.
+fn subscriptions_changed(
+    downlink: &mut Option<Box<SessionDownlink>>,
+    subscribed: &[SubscriptionFilter],
+    admitted: &Admitted,
+    shared: &Shared,
+    registration: &Registration,
+) {
+    if admitted.dps.is_some() {
+        return;
+    }
+    let bits = downlink::mask(subscribed);
+    if bits == 0 && downlink.is_none() {
+        return;
+    }
+    let state = downlink.get_or_insert_with(Box::default);
+    shared
+        .sessions
+        .set_downlink(&registration.key, registration.serial, &state.sender, bits);
+    let listening = bits & downlink::C2D != 0;
+    let newly = listening && !state.c2d.listening;
+    state.c2d.listening = listening;
+    if newly && state.c2d.start_fetch() {
+        spawn_fetch(state, admitted, shared);
+    }
+}
+
+fn spawn_fetch(state: &SessionDownlink, admitted: &Admitted, shared: &Shared) {
+    tokio::spawn(downlink::fetch(
+        Arc::clone(&shared.registry),
+        admitted.device_id.clone(),
+        state.sender.clone(),
+    ));
+}
+
+/// What a downlink message puts on the wire: the packets to write, each only if the device
+/// subscribed to its topic.
+fn on_downlink(
+    message: Downlink,
+    state: &mut SessionDownlink,
+    subscribed: &[SubscriptionFilter],
+    admitted: &Admitted,
+    shared: &Shared,
+) -> Vec<Packet> {
+    let listens = |topic: &CloudTopic| subscribed.iter().any(|filter| filter.matches(topic));
+    match message {
+        Downlink::Desired(desired) => {
+            let (version, body) = *desired;
+            let topic = CloudTopic::DesiredPatch { version };
+            if !listens(&topic) {
+                return Vec::new();
+            }
+            publish_packet(&topic, PublishQos::AtMostOnce, body)
+                .into_iter()
+                .collect()
+        }
+        Downlink::Method(call) => {
+            let topic = RequestId::parse(&call.rid).map(|rid| CloudTopic::MethodRequest {
+                name: call.name.clone(),
+                rid,
+            });
+            match topic {
+                Ok(topic) if listens(&topic) => {
+                    publish_packet(&topic, PublishQos::AtMostOnce, call.payload)
+                        .into_iter()
+                        .collect()
+                }
+                // Unsubscribed since the call was routed here: the caller fails now.
+                _ => {
+                    shared.sessions.methods.forget(&call.rid);
+                    Vec::new()
+                }
+            }
+        }
+        Downlink::C2dWaiting => {
+            if state.c2d.listening && state.c2d.start_fetch() {
+                spawn_fetch(state, admitted, shared);
+            }
+            Vec::new()
+        }
+        Downlink::C2dFetched(messages) => {
+            let (publish, again) = state.c2d.fetched(messages, now().unix_millis());
+            if again {
+                spawn_fetch(state, admitted, shared);
+            }
+            let Endpoint::Hub { device_id, .. } = &admitted.endpoint else {
+                return Vec::new();
+            };
+            publish
+                .into_iter()
+                .filter_map(|(packet_id, message)| {
+                    let topic = message.topic(device_id);
+                    let qos = PublishQos::AtLeastOnce {
+                        packet_id,
+                        dup: false,
+                    };
+                    publish_packet(&topic, qos, bytes::Bytes::from(message.body))
+                })
+                .collect()
+        }
+    }
+}
+
+/// The device acknowledged one of the session's cloud-to-device messages: complete it.
+fn c2d_acknowledged(
+    packet_id: PacketId,
+    downlink: &mut Option<Box<SessionDownlink>>,
+    admitted: &Admitted,
+    shared: &Shared,
+) {
+    let Some(state) = downlink.as_mut() else {
+        return;
+    };
+    let Some((message_id, fetch_next)) = state.c2d.acknowledged(packet_id) else {
+        tracing::debug!(
+            packet_id = packet_id.get(),
+            "PUBACK for no message in flight; ignored"
+        );
+        return;
+    };
+    tokio::spawn(downlink::complete(
+        Arc::clone(&shared.registry),
+        admitted.device_id.clone(),
+        message_id,
+        fetch_next.then(|| state.sender.clone()),
+    ));
+}
+
+/// A PUBLISH of `payload` on `topic`.
+fn publish_packet(topic: &CloudTopic, qos: PublishQos, payload: bytes::Bytes) -> Option<Packet> {
+    let topic = MqttStr::from_bytes(bytes::Bytes::from(topic.to_string()))
+        .ok()
+        .and_then(|text| TopicName::new(text).ok())?;
+    Some(Packet::Publish(Publish {
+        topic,
+        qos,
+        retain: false,
+        payload,
+    }))
 }
 
 /// The oldest pending acknowledgement; never resolves while there is none.

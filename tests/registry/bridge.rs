@@ -55,6 +55,7 @@ pub struct TestBridge {
     log: PathBuf,
     ca: PathBuf,
     dialer: Dialer,
+    control_url: String,
 }
 
 struct BridgeProcess {
@@ -95,6 +96,8 @@ impl TestBridge {
         }
         args.push("--app-url".to_owned());
         args.push(gyre.host().base_url().to_owned());
+        args.push("--control-listen".to_owned());
+        args.push(gyre.control_addr());
         args.push("--cert".to_owned());
         args.push(certs.join("server.pem").display().to_string());
         args.push("--key".to_owned());
@@ -110,7 +113,24 @@ impl TestBridge {
             log,
             ca: certs.join("ca.pem"),
             dialer: Dialer::new(addr, &certs.join("ca.pem")),
+            control_url: format!("http://{}", gyre.control_addr()),
         }
+    }
+
+    /// The internal secret the bridge shares with the application.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The control API's base URL (`http://127.0.0.1:{port}`), as the registry calls it.
+    pub fn control_url(&self) -> &str {
+        &self.control_url
+    }
+
+    /// `POST {control_url}{path}` with `body` and the internal secret, as the registry sends
+    /// it. Blocking: run it on a thread (`spawn_blocking`) while a device answers.
+    pub fn control_post(&self, path: &str, body: &serde_json::Value) -> gyre_tests::HttpResponse {
+        control_post(&self.control_url, Some(&self.secret), path, body)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -203,6 +223,42 @@ impl TestBridge {
 impl Drop for TestBridge {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// `POST {base}{path}` with a JSON body and, if given, the internal secret header.
+pub fn control_post(
+    base: &str,
+    secret: Option<&str>,
+    path: &str,
+    body: &serde_json::Value,
+) -> gyre_tests::HttpResponse {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{base}{path}"))
+        .header("content-type", "application/json");
+    if let Some(secret) = secret {
+        request = request.header("x-gyre-internal-secret", secret);
+    }
+    let request = request
+        .body(serde_json::to_vec(body).expect("a JSON body"))
+        .expect("a valid request");
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|err| panic!("POST {base}{path}: {err}"));
+    gyre_tests::HttpResponse {
+        status: response.status().as_u16(),
+        headers: Vec::new(),
+        body: response
+            .body_mut()
+            .read_to_string()
+            .expect("a text body"),
     }
 }
 

@@ -8,18 +8,23 @@
 
 mod bridge;
 mod bridge_protocol;
+mod c2d;
+mod commands;
 mod device_groups;
 mod device_properties;
 mod device_templates;
 mod devices;
+mod downlink;
 mod durability;
 mod enrollment_groups;
 mod health;
 mod ingest;
 mod openapi;
 mod provisioning;
+mod query;
 mod twin;
 mod sdk;
+mod sdk_operations;
 mod security;
 
 use gyre_domain::auth::BUILT_IN_ROLES;
@@ -31,6 +36,9 @@ pub struct Gyre {
     host: TestHost,
     admin_token: String,
     internal_secret: String,
+    /// The loopback port the bridge's control API listens on (`--control-listen`); the
+    /// registry reaches it through `bridge_control_url`.
+    control_port: u16,
 }
 
 impl Gyre {
@@ -39,7 +47,13 @@ impl Gyre {
         let manifest = repo_manifest();
         let app = App::new(&manifest);
         let internal_secret = format!("test-secret-{}-{:?}", std::process::id(), std::time::Instant::now());
-        let host = app.host().env("SPIN_VARIABLE_INTERNAL_SECRET", &internal_secret).start();
+        // Free a moment ago; the bridge (if a test starts one) binds it later.
+        let control_port = gyre_tests::free_local_port();
+        let host = app
+            .host()
+            .env("SPIN_VARIABLE_INTERNAL_SECRET", &internal_secret)
+            .env("SPIN_VARIABLE_BRIDGE_CONTROL_URL", &format!("http://127.0.0.1:{control_port}"))
+            .start();
         let bootstrap = host.request_with_headers(
             "POST",
             "/internal/registry/bootstrap",
@@ -48,7 +62,12 @@ impl Gyre {
         );
         assert_eq!(bootstrap.status, 201, "bootstrap: {}", bootstrap.body);
         let admin_token = bootstrap.json()["token"].as_str().expect("a token").to_string();
-        Gyre { host, admin_token, internal_secret }
+        Gyre { host, admin_token, internal_secret, control_port }
+    }
+
+    /// Where the bridge's control API listens (`--control-listen`).
+    pub fn control_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.control_port)
     }
 
     /// Starts `gyre-ingest-bridge` in front of this Gyre: development certificates made by its

@@ -258,7 +258,7 @@ fn an_unknown_route_is_recognisable_as_such() {
     // The check above relies on telling "no such route" from "no such resource"; prove both.
     let gyre = Gyre::start();
     let admin = gyre.admin();
-    let unknown = admin.get("/api/devices/openapi-probe/commands/reboot");
+    let unknown = admin.get("/api/devices/openapi-probe/modules");
     assert_eq!(expect_error(&unknown, 404), "NotFound");
     assert!(is_unknown_route(&unknown), "{}", unknown.body);
     let missing = admin.get("/api/apiTokens/openapi-probe");

@@ -44,14 +44,14 @@ const COMPONENT: &str = "thermostat1";
 
 /// An official device SDK.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Sdk {
+pub(crate) enum Sdk {
     Python,
     Node,
 }
 
 impl Sdk {
     /// A short name for device ids and messages.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Sdk::Python => "python",
             Sdk::Node => "node",
@@ -87,7 +87,7 @@ enum Endpoint {
 
 /// Runs `story` once per SDK, at the same time: the two SDKs' devices share the application
 /// and the bridge, as devices of different makers do. A panic in either fails the test.
-fn for_each_sdk(story: impl Fn(Sdk) + Sync) {
+pub(crate) fn for_each_sdk(story: impl Fn(Sdk) + Sync) {
     std::thread::scope(|scope| {
         let story = &story;
         for sdk in [Sdk::Python, Sdk::Node] {
@@ -265,7 +265,7 @@ fn a_device_with_a_wrong_key_is_refused_by_the_hub_and_by_provisioning() {
 // ---- the operator's side ----
 
 /// `GET /api/devices/{id}/credentials` → `symmetricKey.primaryKey`.
-fn device_primary_key(operator: &Client<'_>, device_id: &str) -> String {
+pub(crate) fn device_primary_key(operator: &Client<'_>, device_id: &str) -> String {
     let credentials = operator.get(&format!("/api/devices/{device_id}/credentials"));
     assert_eq!(credentials.status, 200, "{}", credentials.body);
     credentials.json()["symmetricKey"]["primaryKey"]
@@ -487,7 +487,7 @@ fn wait_for_connections(gyre: &Gyre, device_id: &str, n: u64, device: &SdkDevice
 // ---- the device: an SDK script obeying commands ----
 
 /// A device script (`tests/sdk/device.py` or `device.js`) run with its SDK, killed on drop.
-struct SdkDevice {
+pub(crate) struct SdkDevice {
     sdk: Sdk,
     child: Child,
     stdin: ChildStdin,
@@ -499,7 +499,7 @@ struct SdkDevice {
 
 impl SdkDevice {
     /// Starts the script for `sdk`, pointed at `bridge` (its port and development CA).
-    fn start(sdk: Sdk, bridge: &TestBridge) -> SdkDevice {
+    pub(crate) fn start(sdk: Sdk, bridge: &TestBridge) -> SdkDevice {
         let scripts = gyre_tests::repo_root().join("tests").join("sdk");
         let mut command = match sdk {
             Sdk::Python => {
@@ -563,7 +563,7 @@ impl SdkDevice {
 
     /// Sends one command and returns the script's answer (`{"op", "ok", ...}`). A script that
     /// exits or stays silent for [`ANSWER_TIMEOUT`] fails the test with its stderr.
-    fn request(&mut self, command: Value) -> Value {
+    pub(crate) fn request(&mut self, command: Value) -> Value {
         let line = format!("{command}\n");
         if let Err(err) = self
             .stdin
@@ -605,7 +605,7 @@ impl SdkDevice {
     }
 
     /// `connect` with `options` (see the scripts), which must succeed.
-    fn connect(&mut self, options: Value) {
+    pub(crate) fn connect(&mut self, options: Value) {
         let answer = self.request(command("connect", options));
         self.expect_ok(&answer);
     }
@@ -646,12 +646,12 @@ impl SdkDevice {
         self.send(json!({"body": body, "json": true}));
     }
 
-    fn disconnect(&mut self) {
+    pub(crate) fn disconnect(&mut self) {
         let answer = self.request(json!({"op": "disconnect"}));
         self.expect_ok(&answer);
     }
 
-    fn expect_ok(&self, answer: &Value) {
+    pub(crate) fn expect_ok(&self, answer: &Value) {
         if answer["ok"] != true {
             self.fail(&format!("expected success, got {answer}"));
         }
@@ -676,7 +676,7 @@ impl SdkDevice {
         stderr[start..].to_owned()
     }
 
-    fn fail(&self, what: &str) -> ! {
+    pub(crate) fn fail(&self, what: &str) -> ! {
         // Give the stderr reader a moment to catch up with the script's last words.
         std::thread::sleep(Duration::from_millis(100));
         panic!(
@@ -695,7 +695,7 @@ impl Drop for SdkDevice {
 }
 
 /// `{"op": op, ..options}`.
-fn command(op: &str, options: Value) -> Value {
+pub(crate) fn command(op: &str, options: Value) -> Value {
     let mut command = options;
     command["op"] = json!(op);
     command

@@ -10,6 +10,7 @@
 mod commands;
 mod host;
 mod ingest;
+mod query;
 mod registry;
 
 use std::io::{BufRead, BufReader, Read};
@@ -31,7 +32,7 @@ struct Bench {
     run: fn(&Project, &BenchFlags) -> anyhow::Result<()>,
 }
 
-/// Every benchmark. Planned next: `query` (telemetry time-window queries).
+/// Every benchmark.
 const BENCHES: &[Bench] = &[
     Bench {
         name: "host",
@@ -57,6 +58,13 @@ const BENCHES: &[Bench] = &[
         summary: "100 connected devices: command round trips (REST → bridge → device → REST) \
                   closed loop and at a fixed rate, and desired-property pushes per second",
         run: commands::run,
+    },
+    Bench {
+        name: "query",
+        summary: "telemetry reads over 10 million points from 1,000 devices: last known \
+                  value, one device's day in 5-minute averages, every device's last-hour \
+                  average, top 10 by a day's maximum",
+        run: query::run,
     },
 ];
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use crate::project::{self, Project, WASM_TARGET};
 
 /// Components that spin.toml serves; `cargo xtask up` builds only these.
-pub const APP_COMPONENTS: &[&str] = &["gyre-registry", "gyre-ingest"];
+pub const APP_COMPONENTS: &[&str] = &["gyre-registry", "gyre-ingest", "gyre-query"];
 /// Components that only the tests and benchmarks load.
 pub const TEST_COMPONENTS: &[&str] = &[
     "gyre-test-probe",

@@ -18,7 +18,11 @@
 //! `POST /internal/tick` (internal secret), sent by the bridge every second: the periodic work
 //! that must not wait for traffic. It compacts what the inbox holds (up to one step, so a quiet
 //! application's rows reach the per-device table within a second or two) and forgets batch ids
-//! older than [`BATCH_ID_RETENTION_MILLIS`] (at most [`PRUNE_STEP`] per tick). Later issues add
+//! older than [`BATCH_ID_RETENTION_MILLIS`] (at most [`PRUNE_STEP`] per tick), and deletes
+//! expired cloud-to-device messages (likewise at most [`PRUNE_STEP`]), and deletes telemetry
+//! older than the Spin variable `telemetry_retention_days` (default 30) in a bounded step
+//! ([`RETENTION_STEP_ROWS`] rows, [`RETENTION_STEP_DEVICES`] devices, each device's delete its
+//! own short statement, so a batch never waits long for the write lock). Later issues add
 //! their periodic work here or chain to it.
 //!
 //! Limits: a batch body is capped at [`MAX_BATCH_BYTES`] (8 MiB); the bridge sends a batch
@@ -31,7 +35,9 @@ use gyre_component::{
     Ctx,
 };
 use gyre_domain::ingest::IngestBatch;
+use gyre_domain::store::c2d;
 use gyre_domain::store::telemetry::{self, IngestError};
+use gyre_domain::store::telemetry_query;
 use gyre_domain::time::Timestamp;
 use spin_sdk::http::{Params, Request, Response, Router};
 
@@ -44,6 +50,13 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 const BATCH_ID_RETENTION_MILLIS: i64 = 60 * 60 * 1000;
 /// Batch ids forgotten per tick at most (a step stays a few milliseconds).
 const PRUNE_STEP: u32 = 10_000;
+/// Old telemetry rows deleted per tick at most, and devices visited: a sweep of 1,000 devices
+/// takes a few seconds, and at 5,000 rows a second it outpaces any ingest rate that one
+/// SQLite file sustains for long.
+const RETENTION_STEP_ROWS: u32 = 5_000;
+const RETENTION_STEP_DEVICES: u32 = 256;
+/// Used when `telemetry_retention_days` is unset or not a positive whole number.
+const DEFAULT_RETENTION_DAYS: i64 = 30;
 
 #[spin_sdk::http_component]
 fn handle_ingest(request: Request) -> Response {
@@ -93,19 +106,43 @@ fn ingest(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, 
 struct TickResult {
     compacted: u64,
     pruned_batch_ids: u64,
+    pruned_c2d_messages: u64,
+    pruned_telemetry: u64,
 }
 
-/// `POST /internal/tick`: compacts the inbox by up to one step and prunes old batch ids.
+/// `POST /internal/tick`: compacts the inbox by up to one step, prunes old batch ids and
+/// expired cloud-to-device messages (each up to [`PRUNE_STEP`]), and deletes one bounded step
+/// of telemetry past retention.
 fn tick(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Response, ApiError> {
     let compacted = telemetry::compact(&mut ctx.sql, COMPACTION_STEP)?;
     let before = Timestamp::from_unix_millis(ctx.now.unix_millis() - BATCH_ID_RETENTION_MILLIS);
     // One statement: atomic on its own.
     let pruned_batch_ids = telemetry::prune_batches(&mut ctx.sql, before, PRUNE_STEP)?;
+    let pruned_c2d_messages = c2d::prune_expired(&mut ctx.sql, ctx.now, PRUNE_STEP)?;
+    let retention_days = spin_sdk::variables::get("telemetry_retention_days")
+        .ok()
+        .and_then(|days| days.trim().parse::<i64>().ok())
+        .filter(|days| *days > 0)
+        .unwrap_or(DEFAULT_RETENTION_DAYS);
+    let oldest_kept = Timestamp::from_unix_millis(
+        ctx.now
+            .unix_millis()
+            .saturating_sub(retention_days.saturating_mul(24 * 60 * 60 * 1000)),
+    );
+    let pruned_telemetry = telemetry_query::prune_older_than(
+        &mut ctx.sql,
+        oldest_kept,
+        RETENTION_STEP_ROWS,
+        RETENTION_STEP_DEVICES,
+    )?
+    .rows;
     json_response(
         200,
         &TickResult {
             compacted,
             pruned_batch_ids,
+            pruned_c2d_messages,
+            pruned_telemetry,
         },
     )
 }

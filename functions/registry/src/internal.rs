@@ -9,9 +9,11 @@ use gyre_domain::bridge::{DeviceConnection, ReportedPatched};
 use gyre_domain::device::DeviceId;
 use gyre_domain::provisioning::RegisterRequest;
 use gyre_domain::store::audit::{self, AuditAction, AuditRecord};
+use gyre_domain::store::device_events;
 use gyre_domain::store::provisioning::{self, RegisterError};
 use gyre_domain::store::twins::{self, PatchError};
 use gyre_domain::store::{devices, Sql as _};
+use gyre_domain::twin;
 use spin_sdk::http::{Params, Request, Response, Router};
 
 pub fn routes(router: &mut Router) {
@@ -23,6 +25,14 @@ pub fn routes(router: &mut Router) {
     router.patch(
         "/internal/registry/devices/:device_id/twin/reported",
         internal(patch_reported),
+    );
+    router.get(
+        "/internal/registry/devices/:device_id/messages",
+        internal(crate::messages::pending),
+    );
+    router.post(
+        "/internal/registry/devices/:device_id/messages/:message_id/complete",
+        internal(crate::messages::complete),
     );
     router.get(
         "/internal/registry/connection-changes",
@@ -72,12 +82,26 @@ fn patch_reported(ctx: &mut Ctx, request: Request, params: Params) -> Result<Res
     let patch = read_merge_patch(&request)?;
     let now = ctx.now;
     let version = ctx.sql.transaction(|sql| {
-        twins::patch_reported(sql, &device_id, &patch, now).map_err(|error| match error {
-            PatchError::Invalid(invalid) => ApiError::BadRequest {
-                message: invalid.to_string(),
-            },
-            PatchError::Store(error) => ApiError::Store(error),
-        })
+        let version =
+            twins::patch_reported(sql, &device_id, &patch, now).map_err(|error| match error {
+                PatchError::Invalid(invalid) => ApiError::BadRequest {
+                    message: invalid.to_string(),
+                },
+                PatchError::Store(error) => ApiError::Store(error),
+            })?;
+        // The export issue's record of what changed, committed with the change.
+        if let (Some(_), Some(patch)) = (version, patch.as_object()) {
+            for event in twin::change_events(patch) {
+                device_events::record(
+                    sql,
+                    now,
+                    device_id.as_str(),
+                    device_events::kind::REPORTED_PROPERTY_CHANGE,
+                    &event,
+                )?;
+            }
+        }
+        Ok::<_, ApiError>(version)
     })?;
     let version = version.ok_or_else(|| no_device(&device_id))?;
     json_response(200, &ReportedPatched { version })

@@ -1,6 +1,7 @@
-//! The registry component: IoT Central's management plane under `/api/...` (devices, device
-//! templates, device groups, enrollment groups, API tokens, roles, the OpenAPI document,
-//! health) and the registry's `/internal/registry/...` endpoints (see `spin.toml`).
+//! The registry component: IoT Central's management plane under `/api/...` (devices, their
+//! commands and cloud-to-device messages, device templates, device groups, enrollment groups,
+//! API tokens, roles, the OpenAPI document, health) and the registry's `/internal/registry/...`
+//! endpoints (see `spin.toml`).
 //!
 //! Every `/api` route is wrapped in `gyre_component::authorized`, which checks the caller's API
 //! token against gyre-domain's permission table before the handler runs; `/internal` routes
@@ -18,6 +19,7 @@ use spin_sdk::http::{Params, Request, Response, Router};
 
 mod api_tokens;
 mod bootstrap;
+mod commands;
 mod control;
 mod device_groups;
 mod device_properties;
@@ -25,6 +27,7 @@ mod device_templates;
 mod devices;
 mod enrollment_groups;
 mod internal;
+mod messages;
 mod openapi;
 mod roles;
 
@@ -41,6 +44,8 @@ fn routes() -> Router {
     router.any("/api/health", api(method_not_allowed));
     devices::routes(&mut router);
     device_properties::routes(&mut router);
+    commands::routes(&mut router);
+    messages::routes(&mut router);
     device_templates::routes(&mut router);
     device_groups::routes(&mut router);
     enrollment_groups::routes(&mut router);

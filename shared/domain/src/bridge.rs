@@ -180,3 +180,97 @@ pub struct C2dMessage {
     /// Expiry, Unix milliseconds; the bridge does not deliver an expired message.
     pub expires_at: i64,
 }
+
+impl MethodResult {
+    /// The device's answer on `$iothub/methods/res/{status}/`: the SDKs send JSON, but a body
+    /// is the device's to choose, so one that is not JSON is kept as text rather than refused.
+    pub fn from_device(status: i32, body: &[u8]) -> MethodResult {
+        let payload = if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
+            })
+        };
+        MethodResult {
+            status: i64::from(status),
+            payload,
+        }
+    }
+}
+
+impl C2dMessage {
+    /// The topic the message is published on to `device_id`, with IoT Hub's property bag:
+    /// `$.mid`, `$.to` (`/devices/{id}/messages/deviceBound`), `$.ct`, `$.ce`, then the
+    /// application properties in order.
+    pub fn topic(&self, device_id: &crate::device::DeviceId) -> crate::mqtt::CloudTopic {
+        let mut properties = crate::mqtt::MessageProperties::default();
+        properties.system.message_id = Some(self.message_id.clone());
+        properties.system.to = Some(format!("/devices/{device_id}/messages/deviceBound"));
+        properties.system.content_type = self.content_type.clone();
+        properties.system.content_encoding = self.content_encoding.clone();
+        properties.application = self.properties.clone();
+        crate::mqtt::CloudTopic::C2d {
+            device_id: device_id.clone(),
+            properties,
+        }
+    }
+
+    /// Whether the message may still be delivered at `now_millis` (Unix milliseconds).
+    pub fn is_live(&self, now_millis: i64) -> bool {
+        self.expires_at > now_millis
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+    use crate::device::DeviceId;
+    use serde_json::json;
+
+    #[test]
+    fn a_method_answer_is_json_or_text_or_null() {
+        assert_eq!(
+            MethodResult::from_device(200, br#"{"ok":true}"#),
+            MethodResult {
+                status: 200,
+                payload: json!({"ok": true})
+            }
+        );
+        assert_eq!(
+            MethodResult::from_device(500, b"not json").payload,
+            json!("not json")
+        );
+        assert_eq!(MethodResult::from_device(-1, b"").payload, json!(null));
+        assert_eq!(MethodResult::from_device(-1, b"").status, -1);
+    }
+
+    #[test]
+    fn a_c2d_message_travels_with_iot_hubs_property_bag() {
+        let message = C2dMessage {
+            message_id: "m-1".to_owned(),
+            body: "{}".to_owned(),
+            content_type: Some("application/json".to_owned()),
+            content_encoding: Some("utf-8".to_owned()),
+            properties: vec![("my prop".to_owned(), "a b&c".to_owned())],
+            expires_at: 10,
+        };
+        let topic = message
+            .topic(&DeviceId::parse("dev-1").unwrap())
+            .to_string();
+        assert_eq!(
+            topic,
+            "devices/dev-1/messages/devicebound/%24.mid=m-1&%24.to=%2Fdevices%2Fdev-1%2Fmessages%2FdeviceBound&%24.ct=application%2Fjson&%24.ce=utf-8&my%20prop=a%20b%26c"
+        );
+        // What a device reads back is what was sent.
+        let crate::mqtt::CloudTopic::C2d { properties, .. } =
+            crate::mqtt::CloudTopic::parse(&topic).unwrap()
+        else {
+            panic!("not a C2D topic")
+        };
+        assert_eq!(properties.system.message_id.as_deref(), Some("m-1"));
+        assert_eq!(properties.application_property("my prop"), Some("a b&c"));
+        assert!(message.is_live(9));
+        assert!(!message.is_live(10));
+    }
+}

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod bridge;
+pub mod command;
 pub mod device;
 pub mod dtdl;
 pub mod enrollment;

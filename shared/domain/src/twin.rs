@@ -14,10 +14,14 @@
 //!   it); components are plain nested objects marked `"__t": "c"` by the device or the service,
 //!   which this module treats like any other key.
 //! - `$metadata` mirrors the document: every object and value has `$lastUpdated`, the time of
-//!   the patch that last touched it (an object's is its newest child's).
+//!   the patch that last touched it (an object's is its newest child's); every value also has
+//!   `$lastUpdatedVersion`, the document version that patch produced (as IoT Hub's desired
+//!   metadata), which is the `desiredVersion` a device acknowledges with `av`.
 //!
-//! Pure: no IO, the time is an argument. Storage and the MQTT and REST sides come with the
-//! properties issue.
+//! [`rest_view`] is IoT Central's REST view of writable properties: the reported value beside
+//! `$metadata.<name>` with the desired value and the device's IoT Plug and Play
+//! acknowledgement; [`change_events`] splits a patch into the per-component records the export
+//! issue reads. Pure: no IO, the time is an argument.
 
 use serde_json::{Map, Value};
 
@@ -32,6 +36,12 @@ pub const MAX_KEY_BYTES: usize = 1024;
 
 const VERSION: &str = "$version";
 const LAST_UPDATED: &str = "$lastUpdated";
+const LAST_UPDATED_VERSION: &str = "$lastUpdatedVersion";
+/// The key marking a component's object, and its value.
+const COMPONENT_MARKER: &str = "__t";
+const COMPONENT_MARKER_VALUE: &str = "c";
+/// IoT Central's metadata member of a properties view.
+const METADATA: &str = "$metadata";
 
 /// Why a patch was refused. `path` is the JSON path of the offending key (`$.a.b`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +114,11 @@ impl TwinDocument {
         let mut properties = self.properties.clone();
         let mut metadata = self.metadata.clone();
         let at = Value::String(now.to_rfc3339());
-        merge(&mut properties, &mut metadata, &patch, &at);
+        let stamp = Stamp {
+            at: &at,
+            version: self.version + 1,
+        };
+        merge(&mut properties, &mut metadata, &patch, &stamp);
         let bytes = serde_json::to_vec(&properties).map_or(usize::MAX, |json| json.len());
         if bytes > MAX_DOCUMENT_BYTES {
             return Err(TwinError::TooLarge { bytes });
@@ -159,6 +173,220 @@ pub fn desired_push(patch: &Value, version: u64) -> Value {
     Value::Object(body)
 }
 
+/// IoT Central's REST view of a device's properties as its twin holds them (root and
+/// components, cloud properties aside): what the device reported, where a writable property's
+/// value is the one it acknowledged (`{"value": v, "ac": .., "av": .., "ad": ..}` reported
+/// shows as `v`), and beside each writable property `$metadata.<name>` with `desiredValue`,
+/// `desiredVersion`, `ackCode`, `ackVersion`, `ackDescription` and `lastUpdateTime`, each only
+/// when known. `is_writable(component, name)` says what the template declares writable; a
+/// property with a desired value counts as writable whatever the template says, so a template
+/// change never hides what was sent to the device.
+pub fn rest_view(
+    twin: &Twin,
+    is_writable: impl Fn(Option<&str>, &str) -> bool,
+) -> Map<String, Value> {
+    let empty = Map::new();
+    view_level(
+        Side::new(&twin.reported, &empty),
+        Side::new(&twin.desired, &empty),
+        twin.desired.version(),
+        None,
+        &is_writable,
+    )
+}
+
+/// One level (root or a component) of one document: its members and their metadata.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    members: &'a Map<String, Value>,
+    metadata: &'a Map<String, Value>,
+    empty: &'a Map<String, Value>,
+}
+
+impl<'a> Side<'a> {
+    fn new(document: &'a TwinDocument, empty: &'a Map<String, Value>) -> Side<'a> {
+        Side {
+            members: &document.properties,
+            metadata: &document.metadata,
+            empty,
+        }
+    }
+
+    /// The component `name` at this level, if this side has one (else an empty side).
+    fn component(&self, name: &str) -> Side<'a> {
+        let members = self
+            .members
+            .get(name)
+            .filter(|value| is_component(value))
+            .and_then(Value::as_object)
+            .unwrap_or(self.empty);
+        let metadata = self
+            .metadata
+            .get(name)
+            .and_then(Value::as_object)
+            .unwrap_or(self.empty);
+        Side {
+            members,
+            metadata,
+            empty: self.empty,
+        }
+    }
+
+    fn metadata_of(&self, name: &str, key: &str) -> Option<&'a Value> {
+        self.metadata.get(name)?.get(key)
+    }
+}
+
+fn view_level(
+    reported: Side<'_>,
+    desired: Side<'_>,
+    desired_version: u64,
+    component: Option<&str>,
+    is_writable: &dyn Fn(Option<&str>, &str) -> bool,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut writable = Vec::new();
+    let mut components = Vec::new();
+    let mut consider = |name: &String, value: &Value, from_reported: bool| {
+        if component.is_none() && is_component(value) {
+            if !components.contains(name) {
+                components.push(name.clone());
+            }
+        } else if name == COMPONENT_MARKER {
+            if from_reported {
+                out.insert(name.clone(), value.clone());
+            }
+        } else if !from_reported
+            || is_writable(component, name)
+            || desired.members.contains_key(name)
+        {
+            if !writable.contains(name) {
+                writable.push(name.clone());
+            }
+        } else {
+            out.insert(name.clone(), value.clone());
+        }
+    };
+    for (name, value) in reported.members {
+        consider(name, value, true);
+    }
+    for (name, value) in desired.members {
+        consider(name, value, false);
+    }
+    for name in components {
+        let mut view = view_level(
+            reported.component(&name),
+            desired.component(&name),
+            desired_version,
+            Some(&name),
+            is_writable,
+        );
+        view.insert(COMPONENT_MARKER.to_owned(), COMPONENT_MARKER_VALUE.into());
+        out.insert(name, Value::Object(view));
+    }
+    let mut metadata = Map::new();
+    for name in writable {
+        let mut entry = Map::new();
+        let mut times = Vec::new();
+        if let Some(value) = desired.members.get(&name) {
+            entry.insert("desiredValue".to_owned(), value.clone());
+            let version = desired
+                .metadata_of(&name, LAST_UPDATED_VERSION)
+                .cloned()
+                .unwrap_or_else(|| Value::from(desired_version));
+            entry.insert("desiredVersion".to_owned(), version);
+            times.extend(
+                desired
+                    .metadata_of(&name, LAST_UPDATED)
+                    .and_then(Value::as_str),
+            );
+        }
+        if let Some(value) = reported.members.get(&name) {
+            match acknowledgement(value) {
+                Some(ack) => {
+                    out.insert(
+                        name.clone(),
+                        ack.get("value").cloned().unwrap_or(Value::Null),
+                    );
+                    for (from, to) in [
+                        ("ac", "ackCode"),
+                        ("av", "ackVersion"),
+                        ("ad", "ackDescription"),
+                    ] {
+                        if let Some(value) = ack.get(from) {
+                            entry.insert(to.to_owned(), value.clone());
+                        }
+                    }
+                }
+                None => {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+            times.extend(
+                reported
+                    .metadata_of(&name, LAST_UPDATED)
+                    .and_then(Value::as_str),
+            );
+        }
+        // RFC 3339 in one format and zone: the greatest string is the latest time.
+        if let Some(latest) = times.into_iter().max() {
+            entry.insert("lastUpdateTime".to_owned(), latest.into());
+        }
+        metadata.insert(name, Value::Object(entry));
+    }
+    if !metadata.is_empty() {
+        out.insert(METADATA.to_owned(), Value::Object(metadata));
+    }
+    out
+}
+
+/// A reported value in IoT Plug and Play's acknowledgement shape: an object with `value` and a
+/// numeric `ac` (`av` and `ad` optional).
+fn acknowledgement(reported: &Value) -> Option<&Map<String, Value>> {
+    let object = reported.as_object()?;
+    (object.contains_key("value") && object.get("ac").is_some_and(Value::is_number))
+        .then_some(object)
+}
+
+fn is_component(value: &Value) -> bool {
+    value
+        .as_object()
+        .and_then(|map| map.get(COMPONENT_MARKER))
+        .and_then(Value::as_str)
+        == Some(COMPONENT_MARKER_VALUE)
+}
+
+/// The change records of a patch (desired, reported or cloud), one per component it touches:
+/// `{"component": null | "<name>", "properties": [{"name": .., "value": ..}]}`, the root's
+/// first; `null` values are removals. A patch that names no property gives none.
+pub fn change_events(patch: &Map<String, Value>) -> Vec<Value> {
+    let properties = |members: &Map<String, Value>, components: bool| -> Vec<Value> {
+        members
+            .iter()
+            .filter(|(name, value)| {
+                !name.starts_with('$')
+                    && name.as_str() != COMPONENT_MARKER
+                    && !(components && is_component(value))
+            })
+            .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+            .collect()
+    };
+    let mut events = Vec::new();
+    let root = properties(patch, true);
+    if !root.is_empty() {
+        events.push(serde_json::json!({"component": null, "properties": root}));
+    }
+    for (name, value) in patch {
+        if let (true, Some(members)) = (is_component(value), value.as_object()) {
+            let members = properties(members, false);
+            if !members.is_empty() {
+                events.push(serde_json::json!({"component": name, "properties": members}));
+            }
+        }
+    }
+    events
+}
+
 fn check_keys(object: &Map<String, Value>, path: &str, depth: usize) -> Result<(), TwinError> {
     if depth > MAX_DEPTH {
         return Err(TwinError::TooDeep {
@@ -182,13 +410,20 @@ fn check_keys(object: &Map<String, Value>, path: &str, depth: usize) -> Result<(
     Ok(())
 }
 
+/// When a patch was applied, and the version it produced.
+struct Stamp<'a> {
+    at: &'a Value,
+    version: u64,
+}
+
 /// Merges `patch` into `target`, stamping every key it touches (and its ancestors) with `at`.
 fn merge(
     target: &mut Map<String, Value>,
     metadata: &mut Map<String, Value>,
     patch: &Map<String, Value>,
-    at: &Value,
+    stamp: &Stamp<'_>,
 ) {
+    let at = stamp.at;
     for (key, value) in patch {
         match value {
             Value::Null => {
@@ -212,13 +447,14 @@ fn merge(
                 let Value::Object(child_metadata) = child_metadata else {
                     unreachable!("an object was just ensured");
                 };
-                merge(child, child_metadata, child_patch, at);
+                merge(child, child_metadata, child_patch, stamp);
                 child_metadata.insert(LAST_UPDATED.to_owned(), at.clone());
             }
             value => {
                 target.insert(key.clone(), value.clone());
                 let mut leaf = Map::new();
                 leaf.insert(LAST_UPDATED.to_owned(), at.clone());
+                leaf.insert(LAST_UPDATED_VERSION.to_owned(), Value::from(stamp.version));
                 metadata.insert(key.clone(), Value::Object(leaf));
             }
         }
@@ -359,5 +595,25 @@ mod tests {
                              "$version": 2}
             })
         );
+    }
+
+    #[test]
+    fn a_patch_gives_one_change_record_per_component() {
+        let patch = json!({"fan": null, "targetTemperature": 21, "$version": 4,
+                           "thermostat1": {"__t": "c", "targetTemperature": 19},
+                           "empty": {"__t": "c"}});
+        let Value::Object(patch) = patch else {
+            unreachable!()
+        };
+        assert_eq!(
+            change_events(&patch),
+            vec![
+                json!({"component": null, "properties": [
+                    {"name": "fan", "value": null}, {"name": "targetTemperature", "value": 21}]}),
+                json!({"component": "thermostat1", "properties": [
+                    {"name": "targetTemperature", "value": 19}]}),
+            ]
+        );
+        assert!(change_events(&Map::new()).is_empty());
     }
 }

@@ -100,7 +100,7 @@ const fn needs(method: Method, template: &'static str, permission: Permission) -
 /// Every `/api` route Gyre serves, with what it requires. No two rows match the same request.
 #[rustfmt::skip]
 pub const ROUTES: &[Route] = {
-    use Method::{Delete, Get, Patch, Put};
+    use Method::{Delete, Get, Patch, Post, Put};
     use Permission::*;
     &[
         public(Get,   "/api/health"),
@@ -137,12 +137,29 @@ pub const ROUTES: &[Route] = {
         needs(Get,    "/api/devices/:device_id/properties",         DevicesView),
         needs(Put,    "/api/devices/:device_id/properties",         DevicesUpdate),
         needs(Patch,  "/api/devices/:device_id/properties",         DevicesUpdate),
+        needs(Get,    "/api/devices/:device_id/components/:component_name/properties", DevicesView),
+        needs(Put,    "/api/devices/:device_id/components/:component_name/properties", DevicesUpdate),
+        needs(Patch,  "/api/devices/:device_id/components/:component_name/properties", DevicesUpdate),
+        needs(Get,    "/api/devices/:device_id/commands/:command_name", DevicesView),
+        needs(Post,   "/api/devices/:device_id/commands/:command_name", DevicesExecuteCommands),
+        needs(Get,    "/api/devices/:device_id/components/:component_name/commands/:command_name", DevicesView),
+        needs(Post,   "/api/devices/:device_id/components/:component_name/commands/:command_name", DevicesExecuteCommands),
+        // Cloud-to-device messages: our addition; sending one is akin to running a command.
+        needs(Get,    "/api/devices/:device_id/messages",           DevicesView),
+        needs(Post,   "/api/devices/:device_id/messages",           DevicesExecuteCommands),
+        // Telemetry (the query component): last known values, and history (our addition).
+        needs(Get,    "/api/devices/:device_id/telemetry/:telemetry_name", DevicesView),
+        needs(Get,    "/api/devices/:device_id/telemetry/:telemetry_name/history", DevicesView),
+        needs(Get,    "/api/devices/:device_id/components/:component_name/telemetry/:telemetry_name", DevicesView),
+        needs(Get,    "/api/devices/:device_id/components/:component_name/telemetry/:telemetry_name/history", DevicesView),
         // Enrollment groups.
         needs(Get,    "/api/enrollmentGroups",                      DeviceConnectivityReadGlobal),
         needs(Get,    "/api/enrollmentGroups/:enrollment_group_id", DeviceConnectivityReadGlobal),
         needs(Put,    "/api/enrollmentGroups/:enrollment_group_id", DeviceConnectivityManageGlobal),
         needs(Patch,  "/api/enrollmentGroups/:enrollment_group_id", DeviceConnectivityManageGlobal),
         needs(Delete, "/api/enrollmentGroups/:enrollment_group_id", DeviceConnectivityManageGlobal),
+        // The query API: reading telemetry is viewing devices.
+        needs(Post,   "/api/query",                                 DevicesView),
         // Roles (read-only, as in IoT Central).
         needs(Get,    "/api/roles",                                 RolesView),
         needs(Get,    "/api/roles/:role_id",                        RolesView),
@@ -268,6 +285,20 @@ mod tests {
             ("GET",    "/api/devices/d1/properties",      "devices.view",                        "ABO"),
             ("PUT",    "/api/devices/d1/properties",      "devices.update",                      "ABO"),
             ("PATCH",  "/api/devices/d1/properties",      "devices.update",                      "ABO"),
+            ("GET",    "/api/devices/d1/components/c1/properties",   "devices.view",             "ABO"),
+            ("PUT",    "/api/devices/d1/components/c1/properties",   "devices.update",           "ABO"),
+            ("PATCH",  "/api/devices/d1/components/c1/properties",   "devices.update",           "ABO"),
+            ("GET",    "/api/devices/d1/commands/reboot", "devices.view",                        "ABO"),
+            ("POST",   "/api/devices/d1/commands/reboot", "devices.execute-commands",            "ABO"),
+            ("GET",    "/api/devices/d1/components/c1/commands/reboot",  "devices.view",             "ABO"),
+            ("POST",   "/api/devices/d1/components/c1/commands/reboot",  "devices.execute-commands", "ABO"),
+            ("GET",    "/api/devices/d1/messages",        "devices.view",                        "ABO"),
+            ("POST",   "/api/devices/d1/messages",        "devices.execute-commands",            "ABO"),
+            ("GET",    "/api/devices/d1/telemetry/temp",  "devices.view",                        "ABO"),
+            ("GET",    "/api/devices/d1/telemetry/temp/history", "devices.view",                 "ABO"),
+            ("GET",    "/api/devices/d1/components/c1/telemetry/temp", "devices.view",           "ABO"),
+            ("GET",    "/api/devices/d1/components/c1/telemetry/temp/history", "devices.view",   "ABO"),
+            ("POST",   "/api/query",                      "devices.view",                        "ABO"),
             ("GET",    "/api/enrollmentGroups",           "device-connectivity.read-global",     "A--"),
             ("GET",    "/api/enrollmentGroups/e1",        "device-connectivity.read-global",     "A--"),
             ("PUT",    "/api/enrollmentGroups/e1",        "device-connectivity.manage-global",   "A--"),
@@ -346,7 +377,9 @@ mod tests {
         check_none("GET", "/api/devices/");
         check_none("GET", "/api/devices//credentials");
         check_none("GET", "/api/devices/d1/");
-        check_none("GET", "/api/devices/d1/commands/reboot");
+        check_none("GET", "/api/devices/d1/commands");
+        check_none("PUT", "/api/devices/d1/commands/reboot");
+        check_none("DELETE", "/api/devices/d1/messages");
         check_none("GET", "/api/devices/./credentials");
         check_none("DELETE", "/api/devices/..");
         check_none("GET", "/api/devices/.");

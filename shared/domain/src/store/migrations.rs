@@ -67,6 +67,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "device_events",
         statements: &[DEVICE_EVENTS_TABLE],
     },
+    Migration {
+        name: "commands_and_c2d",
+        statements: &[
+            COMMAND_HISTORY_TABLE,
+            COMMAND_HISTORY_BY_COMMAND,
+            C2D_MESSAGES_TABLE,
+            C2D_MESSAGES_BY_DEVICE,
+            C2D_MESSAGES_BY_EXPIRY,
+        ],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -256,6 +266,53 @@ const DEVICE_EVENTS_TABLE: &str = "CREATE TABLE device_events (\
      device_id TEXT NOT NULL, \
      kind TEXT NOT NULL, \
      body TEXT NOT NULL)";
+
+/// Every command execution, answered or failed (`store::commands`): `component` is `''` for
+/// the root Interface; `request`, `response` JSON text or NULL; `response_code` the device's
+/// status or the HTTP status of the failure; `outcome` what came of it
+/// (`command::Outcome::as_str`). `seq` orders the history (newest first) and pages it.
+const COMMAND_HISTORY_TABLE: &str = "CREATE TABLE command_history (\
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     id TEXT NOT NULL UNIQUE, \
+     device_id TEXT NOT NULL, \
+     component TEXT NOT NULL, \
+     name TEXT NOT NULL, \
+     executed_at INTEGER NOT NULL, \
+     connection_timeout INTEGER NOT NULL, \
+     response_timeout INTEGER NOT NULL, \
+     request TEXT, \
+     response TEXT, \
+     response_code INTEGER NOT NULL, \
+     outcome TEXT NOT NULL)";
+
+/// One command's history is one range of this index, newest first.
+const COMMAND_HISTORY_BY_COMMAND: &str =
+    "CREATE INDEX command_history_by_command ON command_history (device_id, component, name, seq)";
+
+/// Cloud-to-device messages (`store::c2d`): `payload` the JSON the operator sent (for the
+/// REST view), `body` the text the device receives, `properties` a JSON array of
+/// `[name, value]` pairs; times Unix milliseconds; `delivered_at` set when the device
+/// acknowledged it. Rows go when they expire, delivered or not (the tick prunes them).
+const C2D_MESSAGES_TABLE: &str = "CREATE TABLE c2d_messages (\
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     id TEXT NOT NULL UNIQUE, \
+     device_id TEXT NOT NULL, \
+     enqueued_at INTEGER NOT NULL, \
+     expires_at INTEGER NOT NULL, \
+     payload TEXT NOT NULL, \
+     body TEXT NOT NULL, \
+     content_type TEXT NOT NULL, \
+     content_encoding TEXT NOT NULL, \
+     properties TEXT NOT NULL, \
+     delivered_at INTEGER)";
+
+/// A device's queue, oldest first, is one range of this index.
+const C2D_MESSAGES_BY_DEVICE: &str =
+    "CREATE INDEX c2d_messages_by_device ON c2d_messages (device_id, seq)";
+
+/// The tick finds expired rows without a scan.
+const C2D_MESSAGES_BY_EXPIRY: &str =
+    "CREATE INDEX c2d_messages_by_expiry ON c2d_messages (expires_at)";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);

@@ -11,6 +11,8 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod c2d;
+pub mod commands;
 pub mod device_events;
 pub mod device_groups;
 pub mod device_properties;
@@ -23,6 +25,7 @@ pub mod provisioning;
 mod rusqlite;
 pub mod settings;
 pub mod telemetry;
+pub mod telemetry_query;
 pub mod twins;
 #[cfg(all(test, feature = "rusqlite"))]
 mod tests;

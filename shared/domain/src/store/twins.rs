@@ -1,9 +1,10 @@
 //! Device twins in the `devices` table (columns `reported`, `reported_version`,
 //! `reported_metadata`, `desired`, `desired_version`, `desired_metadata`): read a twin, and
-//! apply a reported patch ([`crate::twin`] has the rules). `reported` is the same column the
+//! apply a reported patch (the device's) or a desired patch (an operator's, through the
+//! properties API); [`crate::twin`] has the rules. `reported` is the same column the
 //! properties API reads, so what a device reports shows there.
 //!
-//! [`patch_reported`] reads then writes: call it inside one transaction.
+//! [`patch_reported`] and [`patch_desired`] read then write: call them inside one transaction.
 
 use serde_json::{Map, Value as Json};
 
@@ -47,18 +48,56 @@ pub fn patch_reported<S: Sql>(
     patch: &Json,
     now: Timestamp,
 ) -> Result<Option<u64>, PatchError> {
+    patch_side(sql, id, Side::Reported, patch, now)
+}
+
+/// Applies an operator's patch to device `id`'s desired document; the new version (the
+/// `$version` the device sees with the push), or `None` when there is no such device.
+pub fn patch_desired<S: Sql>(
+    sql: &mut S,
+    id: &DeviceId,
+    patch: &Json,
+    now: Timestamp,
+) -> Result<Option<u64>, PatchError> {
+    patch_side(sql, id, Side::Desired, patch, now)
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Reported,
+    Desired,
+}
+
+fn patch_side<S: Sql>(
+    sql: &mut S,
+    id: &DeviceId,
+    side: Side,
+    patch: &Json,
+    now: Timestamp,
+) -> Result<Option<u64>, PatchError> {
     let Some(mut twin) = get(sql, id)? else {
         return Ok(None);
     };
-    let version = twin.reported.apply_patch(patch, now)?;
+    let (document, statement) = match side {
+        Side::Reported => (
+            &mut twin.reported,
+            "UPDATE devices SET reported = ?2, reported_version = ?3, reported_metadata = ?4 \
+             WHERE id = ?1",
+        ),
+        Side::Desired => (
+            &mut twin.desired,
+            "UPDATE devices SET desired = ?2, desired_version = ?3, desired_metadata = ?4 \
+             WHERE id = ?1",
+        ),
+    };
+    let version = document.apply_patch(patch, now)?;
     sql.execute(
-        "UPDATE devices SET reported = ?2, reported_version = ?3, reported_metadata = ?4 \
-         WHERE id = ?1",
+        statement,
         &[
             Value::Text(id.as_str().to_owned()),
-            Value::Text(Json::Object(twin.reported.properties().clone()).to_string()),
+            Value::Text(Json::Object(document.properties().clone()).to_string()),
             Value::Integer(i64::try_from(version).unwrap_or(i64::MAX)),
-            Value::Text(Json::Object(twin.reported.metadata().clone()).to_string()),
+            Value::Text(Json::Object(document.metadata().clone()).to_string()),
         ],
     )?;
     Ok(Some(version))
@@ -144,5 +183,48 @@ mod tests {
             patch_reported(&mut sql, &nobody, &patch, now).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_desired_patch_grows_the_desired_version_only_and_the_device_reads_it() {
+        let mut sql = RusqliteSql::open_in_memory().unwrap();
+        let now = Timestamp::from_unix_millis(1_764_000_000_000);
+        migrate(&mut sql, now).unwrap();
+        sql.execute(
+            "INSERT INTO devices (id, etag, display_name, enabled, provisioned, simulated, \
+             created_at, updated_at) VALUES ('d1', 'e', 'd1', 1, 1, 0, 0, 0)",
+            &[],
+        )
+        .unwrap();
+        let d1 = DeviceId::parse("d1").unwrap();
+        let patch = json!({"targetTemperature": 21.5, "thermostat1": {"__t": "c", "targetTemperature": 19}});
+        assert_eq!(patch_desired(&mut sql, &d1, &patch, now).unwrap(), Some(2));
+        assert_eq!(
+            patch_desired(&mut sql, &d1, &json!({"targetTemperature": 22}), now).unwrap(),
+            Some(3)
+        );
+        let twin = get(&mut sql, &d1).unwrap().unwrap();
+        assert_eq!(
+            twin.to_get_response(),
+            json!({
+                "desired": {"targetTemperature": 22, "thermostat1": {"__t": "c", "targetTemperature": 19},
+                            "$version": 3},
+                "reported": {"$version": 1}
+            })
+        );
+        assert_eq!(
+            twin.desired.metadata()["targetTemperature"]["$lastUpdatedVersion"],
+            3
+        );
+        assert_eq!(
+            twin.desired.metadata()["thermostat1"]["targetTemperature"]["$lastUpdatedVersion"],
+            2
+        );
+        assert!(matches!(
+            patch_desired(&mut sql, &d1, &json!({"a b": 1}), now),
+            Err(PatchError::Invalid(_))
+        ));
+        let nobody = DeviceId::parse("nobody").unwrap();
+        assert_eq!(patch_desired(&mut sql, &nobody, &patch, now).unwrap(), None);
     }
 }
