@@ -230,9 +230,14 @@ fn tick(gyre: &Gyre, secret: &str) -> gyre_tests::HttpResponse {
 fn the_tick_compacts_what_a_quiet_application_received_and_needs_the_secret() {
     let gyre = Gyre::start();
     let secret = gyre.internal_secret().to_owned();
+    // Recent, so that retention (30 days) leaves them to compaction.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
     let messages: Vec<Value> = (0..3)
         .map(|n| {
-            json!({"deviceId": "quiet-1", "enqueuedAt": 1_764_161_225_000i64 + n,
+            json!({"deviceId": "quiet-1", "enqueuedAt": now + n,
                    "body": base64(format!("{{\"n\":{n}}}").as_bytes())})
         })
         .collect();

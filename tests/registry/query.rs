@@ -141,7 +141,12 @@ fn fleet() -> (Gyre, Vec<Sent>, i64) {
             if k % 2 == 0 {
                 body["humidity"] = json!(40.5 + (k % 9) as f64);
             }
-            sent.push(Sent { device: id.to_string(), at, component: None, body });
+            sent.push(Sent {
+                device: id.to_string(),
+                at,
+                component: None,
+                body,
+            });
             if k % 10 == 0 {
                 sent.push(Sent {
                     device: id.to_string(),
@@ -168,13 +173,23 @@ fn fleet() -> (Gyre, Vec<Sent>, i64) {
 }
 
 fn run(client: &Client<'_>, query: &str) -> Vec<Value> {
-    let response = client.post("/api/query?api-version=2022-10-31-preview", json!({ "query": query }));
+    let response = client.post(
+        "/api/query?api-version=2022-10-31-preview",
+        json!({ "query": query }),
+    );
     assert_eq!(response.status, 200, "{query}: {}", response.body);
-    response.json()["results"].as_array().expect("results").clone()
+    response.json()["results"]
+        .as_array()
+        .expect("results")
+        .clone()
 }
 
 fn assert_rows_close(actual: &[Value], expected: &[Value], label: &str) {
-    assert_eq!(actual.len(), expected.len(), "{label}: {actual:#?} vs {expected:#?}");
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{label}: {actual:#?} vs {expected:#?}"
+    );
     for (a, e) in actual.iter().zip(expected) {
         for (key, e_value) in e.as_object().unwrap() {
             let a_value = &a[key];
@@ -183,7 +198,11 @@ fn assert_rows_close(actual: &[Value], expected: &[Value], label: &str) {
                 _ => assert_eq!(a_value, e_value, "{label}: {key}"),
             }
         }
-        assert_eq!(a.as_object().unwrap().len(), e.as_object().unwrap().len(), "{label}: {a}");
+        assert_eq!(
+            a.as_object().unwrap().len(),
+            e.as_object().unwrap().len(),
+            "{label}: {a}"
+        );
     }
 }
 
@@ -213,7 +232,10 @@ fn an_operator_compares_devices_over_the_last_half_hour() {
             let avg = temps.iter().sum::<f64>() / temps.len() as f64;
             let max = temps.iter().cloned().fold(f64::MIN, f64::max);
             let humidity = mine.iter().filter(|s| s.num("humidity").is_some()).count();
-            (avg, json!({"$id": id, "avg": avg, "max_temperature": max, "count_humidity": humidity}))
+            (
+                avg,
+                json!({"$id": id, "avg": avg, "max_temperature": max, "count_humidity": humidity}),
+            )
         })
         .collect();
     expected.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -236,7 +258,10 @@ fn one_device_over_an_explicit_range_in_ten_minute_windows() {
     let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for s in &sent {
         if s.device == "t2" && s.component.is_none() && s.at >= from && s.at < to {
-            buckets.entry(s.at / width * width).or_default().push(s.num("temperature").unwrap());
+            buckets
+                .entry(s.at / width * width)
+                .or_default()
+                .push(s.num("temperature").unwrap());
         }
     }
     let expected: Vec<Value> = buckets
@@ -300,18 +325,29 @@ fn the_top_devices_by_a_component_reading_and_their_properties() {
     };
     assert_rows_close(
         &rows,
-        &[json!({"$id": "t3", "peak": peak("t3")}), json!({"$id": "t2", "peak": peak("t2")})],
+        &[
+            json!({"$id": "t3", "peak": peak("t3")}),
+            json!({"$id": "t2", "peak": peak("t2")}),
+        ],
         "top 2",
     );
 
     // Cloud properties are queried per device, from the registry's own rows.
     let response = admin.patch("/api/devices/t2/properties", json!({ "location": "lab" }));
-    assert!(response.status < 300, "set location: {} {}", response.status, response.body);
+    assert!(
+        response.status < 300,
+        "set location: {} {}",
+        response.status,
+        response.body
+    );
     let rows = run(
         &admin,
         &format!("SELECT $id, $displayName, location FROM {THERMOSTAT} WHERE location = 'lab'"),
     );
-    assert_eq!(rows, vec![json!({"$id": "t2", "$displayName": "Thermostat 2", "location": "lab"})]);
+    assert_eq!(
+        rows,
+        vec![json!({"$id": "t2", "$displayName": "Thermostat 2", "location": "lab"})]
+    );
 }
 
 #[test]
@@ -327,12 +363,18 @@ fn last_known_values_answer_as_iot_central() {
     let response = operator.get("/api/devices/t1/telemetry/temperature?api-version=2022-07-31");
     assert_eq!(response.status, 200, "{}", response.body);
     let s = newest("t1", None, "temperature");
-    assert_eq!(response.json(), json!({"value": s.body["temperature"], "timestamp": rfc3339(s.at)}));
+    assert_eq!(
+        response.json(),
+        json!({"value": s.body["temperature"], "timestamp": rfc3339(s.at)})
+    );
 
     let response = operator.get("/api/devices/t3/components/sensor/telemetry/pressure");
     assert_eq!(response.status, 200, "{}", response.body);
     let s = newest("t3", Some("sensor"), "pressure");
-    assert_eq!(response.json(), json!({"value": s.body["pressure"], "timestamp": rfc3339(s.at)}));
+    assert_eq!(
+        response.json(),
+        json!({"value": s.body["pressure"], "timestamp": rfc3339(s.at)})
+    );
 
     for path in [
         "/api/devices/t1/telemetry/pressure",
@@ -360,7 +402,10 @@ fn history_is_downsampled_for_a_chart() {
     let mut expected: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for s in &sent {
         if s.device == "t1" && s.component.is_none() && s.at >= from && s.at < to {
-            expected.entry((s.at - from) / width).or_default().push(s.num("temperature").unwrap());
+            expected
+                .entry((s.at - from) / width)
+                .or_default()
+                .push(s.num("temperature").unwrap());
         }
     }
     let expected: Vec<Value> = expected
@@ -378,15 +423,25 @@ fn history_is_downsampled_for_a_chart() {
         .collect();
     assert_rows_close(&buckets, &expected, &path);
 
-    let response = operator.get("/api/devices/t1/components/sensor/telemetry/pressure/history?points=1");
+    let response =
+        operator.get("/api/devices/t1/components/sensor/telemetry/pressure/history?points=1");
     assert_eq!(response.status, 200, "{}", response.body);
     let value = response.json()["value"].clone();
     assert_eq!(value.as_array().unwrap().len(), 1, "{value}");
     assert_eq!(value[0]["count"], 6);
 
-    for bad in ["points=0", "points=many", "from=yesterday", "from=2030-01-01T00:00:00Z"] {
+    for bad in [
+        "points=0",
+        "points=many",
+        "from=yesterday",
+        "from=2030-01-01T00:00:00Z",
+    ] {
         let path = format!("/api/devices/t1/telemetry/temperature/history?{bad}");
-        assert_eq!(expect_error(&operator.get(&path), 400), "BadRequest", "{bad}");
+        assert_eq!(
+            expect_error(&operator.get(&path), 400),
+            "BadRequest",
+            "{bad}"
+        );
     }
     let path = "/api/devices/nobody/telemetry/temperature/history";
     assert_eq!(expect_error(&operator.get(path), 404), "NotFound");
@@ -397,17 +452,40 @@ fn a_query_that_cannot_run_says_where_and_why() {
     let (gyre, _sent, _now) = fleet();
     let admin = gyre.admin();
     let cases = [
-        (format!("SELECT temperature FROM {THERMOSTAT} WHERE temperature >"), "at 71:"),
+        (
+            format!("SELECT temperature FROM {THERMOSTAT} WHERE temperature >"),
+            "at 71:",
+        ),
         (format!("SELECT temperature, FROM {THERMOSTAT}"), "at 20:"),
-        (format!("SELECT {} FROM {THERMOSTAT}", vec!["temperature"; 40].join(", ")), "350"),
-        (format!("SELECT temperature, firmware FROM {THERMOSTAT}"), "not both"),
-        ("SELECT temperature FROM dtmi:test:nothing;1".to_owned(), "no device template"),
-        (format!("SELECT $id, AVG(temperature) FROM {THERMOSTAT} GROUP BY $id ORDER BY humidity"), "ORDER BY"),
+        (
+            format!(
+                "SELECT {} FROM {THERMOSTAT}",
+                vec!["temperature"; 40].join(", ")
+            ),
+            "350",
+        ),
+        (
+            format!("SELECT temperature, firmware FROM {THERMOSTAT}"),
+            "not both",
+        ),
+        (
+            "SELECT temperature FROM dtmi:test:nothing;1".to_owned(),
+            "no device template",
+        ),
+        (
+            format!(
+                "SELECT $id, AVG(temperature) FROM {THERMOSTAT} GROUP BY $id ORDER BY humidity"
+            ),
+            "ORDER BY",
+        ),
     ];
     for (query, why) in cases {
         let response = admin.post("/api/query", json!({ "query": query }));
         assert_eq!(expect_error(&response, 400), "BadRequest", "{query}");
-        let message = response.json()["error"]["message"].as_str().unwrap().to_owned();
+        let message = response.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert!(message.contains(why), "{query}: {message}");
     }
     for body in [json!({}), json!({"query": 7}), json!("SELECT")] {
@@ -417,9 +495,24 @@ fn a_query_that_cannot_run_says_where_and_why() {
     // Without a valid token, nothing is read.
     let query = json!({ "query": format!("SELECT temperature FROM {THERMOSTAT}") });
     expect_error(&gyre.anonymous().post("/api/query", query.clone()), 401);
-    expect_error(&gyre.with_token("SharedAccessSignature sr=x&sig=y&se=1&skn=z").post("/api/query", query), 401);
-    expect_error(&gyre.anonymous().get("/api/devices/t1/telemetry/temperature"), 401);
-    expect_error(&gyre.anonymous().get("/api/devices/t1/telemetry/temperature/history"), 401);
+    expect_error(
+        &gyre
+            .with_token("SharedAccessSignature sr=x&sig=y&se=1&skn=z")
+            .post("/api/query", query),
+        401,
+    );
+    expect_error(
+        &gyre
+            .anonymous()
+            .get("/api/devices/t1/telemetry/temperature"),
+        401,
+    );
+    expect_error(
+        &gyre
+            .anonymous()
+            .get("/api/devices/t1/telemetry/temperature/history"),
+        401,
+    );
 }
 
 #[test]
@@ -507,7 +600,11 @@ fn aggregates_across_many_devices_agree_with_the_data() {
             (max, values.iter().sum(), format!("bulk-{d:03}"))
         })
         .collect();
-    per_device.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
+    per_device.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(b.1.total_cmp(&a.1))
+            .then(a.2.cmp(&b.2))
+    });
     let expected: Vec<Value> = per_device
         .iter()
         .take(10)
@@ -531,7 +628,10 @@ fn aggregates_across_many_devices_agree_with_the_data() {
         for k in 0..288 {
             let at = day_start + k * 5 * MINUTE;
             if at >= from && at < now {
-                buckets.entry(at / hour * hour).or_default().push(value(d, k));
+                buckets
+                    .entry(at / hour * hour)
+                    .or_default()
+                    .push(value(d, k));
             }
         }
     }

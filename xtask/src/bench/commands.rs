@@ -23,12 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::ingest::{create_devices, http, raise_file_limit, start_bridge};
-use super::{
-    app_manifest, json_number, measure, print_table, start_gyre_host, Load, Measurement,
-    ScratchDir, STARTUP_TIMEOUT,
-};
-use crate::bootstrap;
+use super::ingest::{create_devices, http, raise_file_limit, start_bridge, ScratchApp};
+use super::{json_number, measure, print_table, Load, Measurement, STARTUP_TIMEOUT};
 use crate::build;
 use crate::flags::BenchFlags;
 use crate::process::Supervised;
@@ -51,40 +47,17 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     build::native(project)?;
     raise_file_limit()?;
 
-    let scratch = ScratchDir::create("commands")?;
-    let manifest = scratch.path.join("spin.toml");
-    std::fs::write(&manifest, app_manifest(project)?)
-        .with_context(|| format!("writing {}", manifest.display()))?;
-    let state_dir = scratch.path.join("state");
-    let secret = bootstrap::internal_secret(&state_dir)?;
-    let certs = scratch.path.join("certs");
-    crate::project::read(
-        Command::new(project.release_binary("gyre-ingest-bridge"))
-            .arg("dev-certs")
-            .arg("--out")
-            .arg(&certs),
-    )?;
+    let app = ScratchApp::prepare(project, "commands")?;
     let control = free_port()?;
 
     // 1. The application, the template and the devices.
-    let (mut host, host_addr) =
-        start_gyre_host(project, &scratch.path.join("gyre-host.log"), |command| {
-            command
-                .arg(&manifest)
-                .arg("--state-dir")
-                .arg(&state_dir)
-                .env("SPIN_VARIABLE_INTERNAL_SECRET", &secret)
-                .env(
-                    "SPIN_VARIABLE_BRIDGE_CONTROL_URL",
-                    format!("http://127.0.0.1:{control}"),
-                );
-        })?;
-    let (status, body) = bootstrap::post(host_addr, "/internal/registry/bootstrap", &secret)?;
-    if status != 201 {
-        bail!("POST /internal/registry/bootstrap answered {status}: {body}");
-    }
-    let token = bootstrap::json_string_field(&body, "token")
-        .with_context(|| format!("the bootstrap answer has no token: {body}"))?;
+    let (mut host, host_addr, token) = app.start_host(
+        project,
+        &[(
+            "SPIN_VARIABLE_BRIDGE_CONTROL_URL",
+            format!("http://127.0.0.1:{control}"),
+        )],
+    )?;
     let template = format!(
         r#"{{"@type":["ModelDefinition","DeviceModel"],"displayName":"Thermostat","capabilityModel":{THERMOSTAT_MODEL}}}"#
     );
@@ -94,17 +67,17 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
         bail!("PUT {path} answered {status}: {answer}");
     }
     let keys = create_devices(host_addr, &token, DEVICES, Some(THERMOSTAT))?;
-    let keys_path = scratch.path.join("device-keys.txt");
+    let keys_path = app.scratch.path.join("device-keys.txt");
     std::fs::write(&keys_path, keys.join("\n"))
         .with_context(|| format!("writing {}", keys_path.display()))?;
 
     // 2. The bridge, with its control API where the registry looks for it.
     let (mut bridge, _tls, tcp) = start_bridge(
         project,
-        &scratch.path,
-        &certs,
+        &app.scratch.path,
+        &app.certs,
         host_addr,
-        &secret,
+        &app.secret,
         &["--control-listen".to_owned(), format!("127.0.0.1:{control}")],
     )?;
 
@@ -161,7 +134,9 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
 
     // 5. Release the devices; their report says what they saw.
     drop(responder.child_mut().stdin.take());
-    let report = responder.lines.recv_timeout(STARTUP_TIMEOUT).ok();
+    // Progress events come first; the report is the line with the counters.
+    let report = std::iter::from_fn(|| responder.lines.recv_timeout(STARTUP_TIMEOUT).ok())
+        .find(|line| line.contains("\"methods_answered\""));
     let _ = responder.process.wait_timeout(Duration::from_secs(10));
     let _ = bridge.stop(Duration::from_secs(10));
     let _ = host.stop(Duration::from_secs(10));

@@ -191,35 +191,11 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     raise_file_limit()?;
 
     // Declared before the servers, so it is removed after they are stopped.
-    let scratch = ScratchDir::create("ingest")?;
-    let manifest = scratch.path.join("spin.toml");
-    std::fs::write(&manifest, app_manifest(project)?)
-        .with_context(|| format!("writing {}", manifest.display()))?;
-    let state_dir = scratch.path.join("state");
-    let secret = bootstrap::internal_secret(&state_dir)?;
-    let certs = scratch.path.join("certs");
-    crate::project::read(
-        Command::new(project.release_binary("gyre-ingest-bridge"))
-            .arg("dev-certs")
-            .arg("--out")
-            .arg(&certs),
-    )?;
+    let app = ScratchApp::prepare(project, "ingest")?;
+    let (scratch, certs, secret) = (&app.scratch, &app.certs, &app.secret);
 
     // 1. The application, its administrator, the enrollment group and the devices.
-    let (mut host, host_addr) =
-        start_gyre_host(project, &scratch.path.join("gyre-host.log"), |command| {
-            command
-                .arg(&manifest)
-                .arg("--state-dir")
-                .arg(&state_dir)
-                .env("SPIN_VARIABLE_INTERNAL_SECRET", &secret);
-        })?;
-    let (status, body) = bootstrap::post(host_addr, "/internal/registry/bootstrap", &secret)?;
-    if status != 201 {
-        bail!("POST /internal/registry/bootstrap answered {status}: {body}");
-    }
-    let token = bootstrap::json_string_field(&body, "token")
-        .with_context(|| format!("the bootstrap answer has no token: {body}"))?;
+    let (mut host, host_addr, token) = app.start_host(project, &[])?;
     let creating = Instant::now();
     let keys = create_devices(host_addr, &token, plan.devices(), None)?;
     eprintln!(
@@ -236,7 +212,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
 
     // 2. The bridge and the reference.
     let (mut bridge, bridge_tls, bridge_tcp) =
-        start_bridge(project, &scratch.path, &certs, host_addr, &secret, &[])?;
+        start_bridge(project, &scratch.path, certs, host_addr, secret, &[])?;
     let gyre = Server {
         name: "gyre",
         pids: vec![
@@ -247,7 +223,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
         tls: bridge_tls,
     };
     let mut reference = match &mosquitto_binary {
-        Some(binary) => Some(mosquitto::start(binary, &scratch.path, &certs)?),
+        Some(binary) => Some(mosquitto::start(binary, &scratch.path, certs)?),
         None => None,
     };
     let mosquitto_server = reference.as_mut().map(|broker| Server {
@@ -318,7 +294,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     if !status.success() {
         eprintln!("xtask: gyre-ingest-bridge exited with {status}");
     }
-    let stored = count_telemetry(project, &state_dir.join("sqlite_db.db"))?;
+    let stored = count_telemetry(project, &app.state_dir.join("sqlite_db.db"))?;
     if let Some(broker) = reference.as_mut() {
         broker.process.stop(Duration::from_secs(10))?;
     }
@@ -360,6 +336,67 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A bench's application in a fresh scratch directory: the repository's manifest, a state
+/// directory with its internal secret, and development certificates for the bridge.
+pub(super) struct ScratchApp {
+    pub scratch: ScratchDir,
+    pub manifest: PathBuf,
+    pub state_dir: PathBuf,
+    pub secret: String,
+    pub certs: PathBuf,
+}
+
+impl ScratchApp {
+    pub(super) fn prepare(project: &Project, bench_name: &str) -> anyhow::Result<ScratchApp> {
+        let scratch = ScratchDir::create(bench_name)?;
+        let manifest = scratch.path.join("spin.toml");
+        std::fs::write(&manifest, app_manifest(project)?)
+            .with_context(|| format!("writing {}", manifest.display()))?;
+        let state_dir = scratch.path.join("state");
+        let secret = bootstrap::internal_secret(&state_dir)?;
+        let certs = scratch.path.join("certs");
+        crate::project::read(
+            Command::new(project.release_binary("gyre-ingest-bridge"))
+                .arg("dev-certs")
+                .arg("--out")
+                .arg(&certs),
+        )?;
+        Ok(ScratchApp {
+            scratch,
+            manifest,
+            state_dir,
+            secret,
+            certs,
+        })
+    }
+
+    /// Starts gyre-host on the application (with `env` as extra environment) and bootstraps
+    /// the administrator; returns the host, its address and the administrator token.
+    pub(super) fn start_host(
+        &self,
+        project: &Project,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<(Supervised, SocketAddr, String)> {
+        let (host, host_addr) =
+            start_gyre_host(project, &self.scratch.path.join("gyre-host.log"), |command| {
+                command
+                    .arg(&self.manifest)
+                    .arg("--state-dir")
+                    .arg(&self.state_dir)
+                    .env("SPIN_VARIABLE_INTERNAL_SECRET", &self.secret)
+                    .envs(env.iter().map(|(name, value)| (name, value)));
+            })?;
+        let (status, body) =
+            bootstrap::post(host_addr, "/internal/registry/bootstrap", &self.secret)?;
+        if status != 201 {
+            bail!("POST /internal/registry/bootstrap answered {status}: {body}");
+        }
+        let token = bootstrap::json_string_field(&body, "token")
+            .with_context(|| format!("the bootstrap answer has no token: {body}"))?;
+        Ok((host, host_addr, token))
+    }
 }
 
 /// `PUT /api/devices/bench-NNNNN` for `n_devices` devices (assigned to `template` if given), from

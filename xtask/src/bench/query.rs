@@ -133,7 +133,10 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
 
     // 3. Measurements.
     let authorization = format!("Authorization: {token}");
-    let headers = [authorization.clone(), "Content-Type: application/json".to_owned()];
+    let headers = [
+        authorization.clone(),
+        "Content-Type: application/json".to_owned(),
+    ];
     let bodies: Vec<String> = CASES
         .iter()
         .map(|case| case.query.map(query_body).unwrap_or_default())
@@ -298,12 +301,18 @@ mod tests {
     fn the_seed_writes_ten_million_points_in_key_order_in_one_transaction() {
         let sql = seed_sql(1_800_000_000_000);
         assert!(sql.starts_with("BEGIN;\n") && sql.ends_with("COMMIT;\n"));
-        assert_eq!(u64::from(N_DEVICES) * u64::from(POINTS_PER_DEVICE), 10_000_000);
+        assert_eq!(
+            u64::from(N_DEVICES) * u64::from(POINTS_PER_DEVICE),
+            10_000_000
+        );
         assert!(sql.contains("WHERE i < 999"));
         assert!(sql.contains("WHERE j < 9999"));
         assert!(sql.contains("ORDER BY 1, 2"));
         // The newest reading is at seeding time, so "the last day" holds data.
-        assert!(sql.contains(&format!("{} + j * 10000", 1_800_000_000_000_u64 - 9_999 * 10_000)));
+        assert!(sql.contains(&format!(
+            "{} + j * 10000",
+            1_800_000_000_000_u64 - 9_999 * 10_000
+        )));
     }
 
     #[test]

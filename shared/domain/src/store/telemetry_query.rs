@@ -8,10 +8,10 @@
 //!    restricted to the template's devices, the time range, and the WHERE conjuncts that name
 //!    only device attributes (`$id`, `$displayName`). So `$id = 'd1'` with a one-day window is a
 //!    primary-key lookup of the device and one range scan of its `(device_id, enqueued_at)`
-//!    cluster; "all devices, last hour" is one short range scan per device.
-//! 2. *values*: each capability the query names is read once per row with `json_extract` on
-//!    `fields` (only when the row's component matches), together with its JSON text (`->`), and
-//!    the rest of WHERE is applied. Rows carrying none of the selected fields are dropped.
+//!    cluster; "all devices, last hour" is one short range scan per device. Each capability the
+//!    query names is read here, once per row, with `json_extract` on `fields` (only when the
+//!    row's component matches), plus its JSON text (`->`) when it is output as it was sent.
+//! 2. *filter*: the rest of WHERE. Rows carrying none of the selected fields are dropped.
 //! 3. *answer*: the SELECT list, aggregated per `GROUP BY` key (a window is
 //!    `enqueued_at / width * width`, windows aligned to the Unix epoch), ordered and limited.
 //!

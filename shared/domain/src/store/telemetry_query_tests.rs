@@ -718,26 +718,35 @@ fn retention_deletes_old_rows_in_bounded_steps_and_keeps_the_rest() {
     assert_eq!(prune_older_than(&mut sql, cut, 50, 10).unwrap().rows, 0);
 }
 
+/// `$ts` comparisons bound the range exactly, at the millisecond.
 #[test]
-#[ignore]
-fn print_statement() {
+fn ts_comparisons_bound_the_range_exactly() {
     let mut sql = seeded();
-    let text = std::env::var("Q").unwrap();
-    let parsed = Query::parse(&text, &Limits::iot_central()).unwrap();
-    let (statement, params, _) = compile(&mut sql, &parsed, now(), 10_000).unwrap();
-    println!("{statement}\n{params:?}");
-}
-
-#[test]
-#[ignore]
-fn time_statements() {
-    let mut sql = RusqliteSql::open(std::path::Path::new("/tmp/qb.db")).unwrap();
-    for line in std::fs::read_to_string("/tmp/qv.sql").unwrap().lines() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let rows = sql.execute(line, &[]).unwrap();
-        println!("{:?} {:?} {}", started.elapsed(), rows.rows.first(), &line[..60]);
+    let pivot = T0 + 50 * MINUTE + 2_000; // d2's reading of minute 50
+    type Keep = fn(i64, i64) -> bool;
+    let cases: &[(&str, Keep)] = &[
+        ("$ts = '{}'", |ts, pivot| ts == pivot),
+        ("$ts > '{}'", |ts, pivot| ts > pivot),
+        ("$ts >= '{}'", |ts, pivot| ts >= pivot),
+        ("$ts < '{}'", |ts, pivot| ts < pivot),
+        ("$ts <= '{}'", |ts, pivot| ts <= pivot),
+        ("$ts != '{}'", |ts, pivot| ts != pivot),
+    ];
+    for (condition, keep) in cases {
+        let condition = condition.replace("{}", &at(pivot));
+        let text = format!(
+            "SELECT COUNT(temperature) AS n, FIRST(status) AS first, LAST(status) AS last \
+             FROM {TEMPLATE} WHERE {condition} AND $id = 'd2'"
+        );
+        let rows: Vec<Point> = template_points()
+            .into_iter()
+            .filter(|p| p.device == "d2" && p.component.is_none() && keep(p.ts, pivot))
+            .collect();
+        let expected = vec![json!({
+            "n": rows.len(),
+            "first": rows.first().unwrap().fields["status"],
+            "last": rows.last().unwrap().fields["status"],
+        })];
+        assert_same(&query(&mut sql, &text).unwrap(), &expected, &text);
     }
 }
