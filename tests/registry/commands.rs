@@ -180,6 +180,9 @@ fn commands_the_template_lacks_and_bad_requests_are_refused_before_any_device_is
     expect_error(&not_json, 400);
     let text = operator.request("POST", REPORT, &[("content-type", "text/plain")], b"hi");
     expect_error(&text, 415);
+    // Over IoT Hub's 128 KB direct-method payload limit.
+    let oversize = json!({"request": "x".repeat(130 * 1024)});
+    expect_error(&operator.post(REPORT, oversize), 413);
 
     // Nothing ran, so nothing was recorded.
     let history = operator.get(REPORT);

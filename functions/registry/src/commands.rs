@@ -10,7 +10,8 @@
 //! shape with the statuses `gyre_domain::command` documents.
 
 use gyre_component::{
-    authorized, json_response, page_request, page_response, path_param, read_json, ApiError, Ctx,
+    authorized, json_response, page_request, page_response, path_param, read_json_limited,
+    ApiError, Ctx,
 };
 use gyre_domain::api::ErrorBody;
 use gyre_domain::bridge::MethodInvocation;
@@ -45,6 +46,10 @@ pub fn routes(router: &mut Router) {
     );
 }
 
+/// IoT Hub's limit on a direct method's payload (128 KB): a larger request could never reach
+/// the device, so it is refused (413) before anything is called.
+const MAX_COMMAND_BODY_BYTES: usize = 128 * 1024;
+
 /// `POST .../commands/{name}`.
 fn run(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiError> {
     let device_id = device_id(&params)?;
@@ -53,7 +58,7 @@ fn run(ctx: &mut Ctx, request: Request, params: Params) -> Result<Response, ApiE
     let body: CommandBody = if request.body().is_empty() {
         CommandBody::default()
     } else {
-        read_json(&request)?
+        read_json_limited(&request, MAX_COMMAND_BODY_BYTES)?
     };
     let stored =
         device_properties::get(&mut ctx.sql, &device_id)?.ok_or_else(|| not_found(&device_id))?;

@@ -7,7 +7,9 @@
 //!    `POINTS_PER_DEVICE` readings each, `INTERVAL_MS` apart and ending at seeding time, written
 //!    in `telemetry`'s key order (as compaction leaves them), plus each device's last known
 //!    value;
-//! 3. check each case answers 200 with rows, then load each with gyre-loadgen: one connection
+//! 3. call `POST /internal/tick` until the hourly rollups have caught up (as the bridge's tick
+//!    would, one bounded step a call), reporting how long that took;
+//! 4. check each case answers 200 with rows, then load each with gyre-loadgen: one connection
 //!    by default (`--connections` to change), so p50/p99 are a single client's latency.
 //!
 //! The cases are the issue's: (a) last known value, (b) one device, one day, 5-minute averages,
@@ -131,7 +133,28 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
         seeding.elapsed().as_secs_f64()
     );
 
-    // 3. Measurements.
+    // 3. Hourly rollups, built as in production: by the ingest tick, one bounded step a call.
+    let rolling = Instant::now();
+    let mut ticks = 0u32;
+    loop {
+        let (status, body) = bootstrap::post(addr, "/internal/tick", &secret)?;
+        if status != 200 {
+            bail!("POST /internal/tick answered {status}: {body}");
+        }
+        ticks += 1;
+        if body.contains("\"caughtUp\":true") {
+            break;
+        }
+        if ticks > 10_000 {
+            bail!("the rollups did not catch up in {ticks} ticks: {body}");
+        }
+    }
+    eprintln!(
+        "xtask: hourly rollups built by {ticks} ticks in {:.1} s",
+        rolling.elapsed().as_secs_f64()
+    );
+
+    // 4. Measurements.
     let authorization = format!("Authorization: {token}");
     let headers = [
         authorization.clone(),

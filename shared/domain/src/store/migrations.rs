@@ -77,6 +77,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             C2D_MESSAGES_BY_EXPIRY,
         ],
     },
+    Migration {
+        name: "telemetry_rollups",
+        statements: &[TELEMETRY_ROLLUPS_TABLE, TELEMETRY_ROLLUP_STATE_TABLE],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -313,6 +317,29 @@ const C2D_MESSAGES_BY_DEVICE: &str =
 /// The tick finds expired rows without a scan.
 const C2D_MESSAGES_BY_EXPIRY: &str =
     "CREATE INDEX c2d_messages_by_expiry ON c2d_messages (expires_at)";
+
+/// Hourly summaries of numeric telemetry (`store::rollups`), so aggregates over long ranges
+/// read one row per device, hour and field instead of every message. `hour` is the hour's
+/// start (Unix ms), `component` `''` for the root; `n` counts messages carrying the field
+/// (non-null), `n_num` those where it is a number, `sum`/`lo`/`hi` over the numbers. `sum`,
+/// `lo` and `hi` have no declared type so integers stay integers, as in the raw rows.
+const TELEMETRY_ROLLUPS_TABLE: &str = "CREATE TABLE telemetry_rollups (\
+     device_id TEXT NOT NULL, \
+     hour INTEGER NOT NULL, \
+     component TEXT NOT NULL, \
+     field TEXT NOT NULL, \
+     n INTEGER NOT NULL, \
+     n_num INTEGER NOT NULL, \
+     sum, \
+     lo, \
+     hi, \
+     PRIMARY KEY (device_id, hour, component, field)) WITHOUT ROWID";
+
+/// Per device, the hours `[from_hour, through)` whose rollups equal its compacted rows.
+const TELEMETRY_ROLLUP_STATE_TABLE: &str = "CREATE TABLE telemetry_rollup_state (\
+     device_id TEXT PRIMARY KEY, \
+     from_hour INTEGER NOT NULL, \
+     through INTEGER NOT NULL) WITHOUT ROWID";
 
 /// The schema version this build migrates databases to.
 pub const LATEST_SCHEMA_VERSION: SchemaVersion = SchemaVersion(MIGRATIONS.len() as u32);

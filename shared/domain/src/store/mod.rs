@@ -21,6 +21,7 @@ pub mod devices;
 pub mod enrollment_groups;
 mod migrations;
 pub mod provisioning;
+pub mod rollups;
 #[cfg(feature = "rusqlite")]
 mod rusqlite;
 pub mod settings;

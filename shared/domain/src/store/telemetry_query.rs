@@ -43,9 +43,10 @@ use serde_json::{Map, Value as Json};
 
 use super::{Sql, StoreError, Value};
 use crate::dtdl::DeviceModel;
+use super::rollups::{ceil_hour, floor_hour, HOUR_MS};
 use crate::query::{
-    Aggregate, Comparison, Condition, Direction, Field, GroupKey, Literal, OrderKey, Query,
-    Selected, SystemField, TimeWindow,
+    Aggregate, Comparison, Condition, DeviceFilter, Direction, Field, GroupKey, Literal,
+    OrderKey, Query, Selected, SystemField, TimeWindow,
 };
 use crate::time::Timestamp;
 
@@ -72,6 +73,18 @@ fn invalid(message: impl Into<String>) -> RunError {
 /// One result row: output name → value, in SELECT order.
 pub type ResultRow = Map<String, Json>;
 
+/// How [`run_with`] runs a query.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions<'a> {
+    /// At most this many rows (fewer when the query says `TOP`).
+    pub max_results: u32,
+    /// Only the devices of the template that are members of this device group's filter now.
+    pub group: Option<&'a DeviceFilter>,
+    /// Whether aggregates may read hourly rollups (`store::rollups`); the answer is the same
+    /// either way, which the tests check by running both.
+    pub rollups: bool,
+}
+
 /// Runs `query` against the telemetry (or the devices) of its template and returns at most
 /// `max_results` rows (fewer when it says `TOP`). `now` anchors `WITHIN_WINDOW(<duration>)`.
 pub fn run<S: Sql>(
@@ -80,7 +93,22 @@ pub fn run<S: Sql>(
     now: Timestamp,
     max_results: u32,
 ) -> Result<Vec<ResultRow>, RunError> {
-    let (statement, params, plan) = compile(sql, query, now, max_results)?;
+    let options = RunOptions {
+        max_results,
+        group: None,
+        rollups: true,
+    };
+    run_with(sql, query, now, &options)
+}
+
+/// [`run`] with a device group and the choice of rollups.
+pub fn run_with<S: Sql>(
+    sql: &mut S,
+    query: &Query,
+    now: Timestamp,
+    options: &RunOptions<'_>,
+) -> Result<Vec<ResultRow>, RunError> {
+    let (statement, params, plan) = compile(sql, query, now, options)?;
     let rows = sql.execute(&statement, &params)?;
     let names: Vec<String> = query
         .select()
@@ -104,15 +132,16 @@ fn compile<S: Sql>(
     sql: &mut S,
     query: &Query,
     now: Timestamp,
-    max_results: u32,
+    options: &RunOptions<'_>,
 ) -> Result<(String, Vec<Value>, Plan), RunError> {
     let model = template_model(sql, query)?;
     let plan = Plan::new(query, model.as_ref())?;
+    let max_results = options.max_results;
     let limit = query.top().map_or(max_results, |top| top.min(max_results));
     let mut builder = Builder::default();
     let statement = match plan.source {
-        Source::Telemetry => telemetry_statement(query, &plan, now, limit, &mut builder)?,
-        Source::Devices => devices_statement(query, &plan, limit, &mut builder)?,
+        Source::Telemetry => telemetry_statement(query, &plan, now, limit, options, &mut builder)?,
+        Source::Devices => devices_statement(query, &plan, limit, options.group, &mut builder)?,
     };
     Ok((statement, builder.params, plan))
 }
@@ -341,6 +370,31 @@ impl Builder {
     fn text(&mut self, text: &str) -> String {
         self.param(Value::Text(text.to_owned()))
     }
+
+    /// A fragment written with anonymous `?` parameters (as `query::SqlFilter`), renumbered
+    /// into this builder's. Its SQL holds no literals, so every `?` is a parameter.
+    fn fragment(&mut self, sql: &str, params: Vec<Value>) -> String {
+        let mut params = params.into_iter();
+        let mut out = String::with_capacity(sql.len());
+        for c in sql.chars() {
+            if c == '?' {
+                out.push_str(&self.param(params.next().unwrap_or(Value::Null)));
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// `AND d.id IN (<the group's members>)`, or nothing without a group.
+    fn group_condition(&mut self, group: Option<&DeviceFilter>) -> String {
+        let Some(group) = group else {
+            return String::new();
+        };
+        let filter = group.to_sql();
+        let members = self.fragment(&filter.where_sql, filter.params);
+        format!(" AND d.id IN (SELECT id FROM devices WHERE {members})")
+    }
 }
 
 fn json_path(field: &Field) -> Option<(Option<&str>, String)> {
@@ -363,6 +417,7 @@ fn telemetry_statement(
     plan: &Plan,
     now: Timestamp,
     limit: u32,
+    options: &RunOptions<'_>,
     b: &mut Builder,
 ) -> Result<String, RunError> {
     // Layer 1: rows of the template's devices in the time range.
@@ -391,8 +446,6 @@ fn telemetry_statement(
         }
     }
     let template = b.text(query.from().as_str());
-    let low = b.param(Value::Integer(low));
-    let high = b.param(Value::Integer(high));
     let mut device_sql = String::new();
     for condition in device_conditions {
         device_sql.push_str(" AND ");
@@ -400,6 +453,12 @@ fn telemetry_statement(
             device_column("d", field).unwrap_or("NULL").to_owned()
         });
     }
+    device_sql.push_str(&b.group_condition(options.group));
+    if options.rollups && rollups_apply(query, plan, &row_conditions) {
+        return rollup_statement(query, plan, (low, high), &template, &device_sql, limit, b);
+    }
+    let low = b.param(Value::Integer(low));
+    let high = b.param(Value::Integer(high));
     // Each capability is read once per row, inside the arms: the compound subquery is not
     // flattened, so its columns are computed once, while an expression repeated in the layers
     // above would be re-evaluated (and `json_extract` is the cost of a query).
@@ -480,6 +539,33 @@ fn telemetry_statement(
     );
 
     // Layer 3: the answer.
+    let having = having.unwrap_or_else(|| "count(*) > 0".to_owned());
+    answer_sql(
+        query,
+        plan,
+        &template,
+        &middle,
+        &having,
+        &aggregate_sql,
+        limit,
+        b,
+    )
+}
+
+/// Layer 3 of a telemetry statement: the SELECT list over the rows `middle` (alias `m`),
+/// grouped (with `having`), ordered and limited. `aggregate` writes an aggregate's
+/// `(output, sort key)` over capability `i`.
+#[allow(clippy::too_many_arguments)]
+fn answer_sql(
+    query: &Query,
+    plan: &Plan,
+    template: &str,
+    middle: &str,
+    having: &str,
+    aggregate: &dyn Fn(Aggregate, usize) -> (String, String),
+    limit: u32,
+    b: &mut Builder,
+) -> Result<String, RunError> {
     let window = query.group_by().iter().find_map(|key| match key {
         GroupKey::Window(duration) => Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
         GroupKey::DeviceId => None,
@@ -498,12 +584,12 @@ fn telemetry_statement(
                 (bucket.clone(), bucket)
             }
             Selected::Field(field) => {
-                let output = m_column(field, plan, &template, true);
-                (output, m_column(field, plan, &template, false))
+                let output = m_column(field, plan, template, true);
+                (output, m_column(field, plan, template, false))
             }
             Selected::Aggregate { function, field } => {
                 let index = plan.capability_index(field);
-                aggregate_sql(*function, index)
+                aggregate(*function, index)
             }
         };
         outputs.push(output);
@@ -513,7 +599,7 @@ fn telemetry_statement(
     for item in query.order_by() {
         let key = match &item.key {
             OrderKey::SelectItem(index) => sort_keys[*index].clone(),
-            OrderKey::Field(field) if !plan.aggregated => m_column(field, plan, &template, false),
+            OrderKey::Field(field) if !plan.aggregated => m_column(field, plan, template, false),
             OrderKey::Field(Field::System(SystemField::Id)) if by_device => "m.id".to_owned(),
             OrderKey::Field(Field::System(SystemField::Ts)) if bucket.is_some() => {
                 bucket.clone().expect("checked")
@@ -545,16 +631,218 @@ fn telemetry_statement(
         if !group.is_empty() {
             statement.push_str(&format!(" GROUP BY {}", group.join(", ")));
         }
-        statement.push_str(&format!(
-            " HAVING {}",
-            having.as_deref().unwrap_or("count(*) > 0")
-        ));
+        statement.push_str(&format!(" HAVING {having}"));
     }
     if !order.is_empty() {
         statement.push_str(&format!(" ORDER BY {}", order.join(", ")));
     }
     statement.push_str(&format!(" LIMIT {limit}"));
     Ok(statement)
+}
+
+/// Whether an aggregate query can read hourly rollups for its whole hours: only AVG, SUM, MIN,
+/// MAX and COUNT (FIRST and LAST need the messages), no condition on the rows themselves
+/// (telemetry values, `$ts`), windows made of whole hours, and device columns only per device.
+fn rollups_apply(query: &Query, plan: &Plan, row_conditions: &[&Condition]) -> bool {
+    if !plan.aggregated || !row_conditions.is_empty() {
+        return false;
+    }
+    let by_device = query.group_by().contains(&GroupKey::DeviceId);
+    let mut windowed = false;
+    for key in query.group_by() {
+        if let GroupKey::Window(duration) = key {
+            let width = i64::try_from(duration.as_millis()).unwrap_or(0);
+            if width <= 0 || width % HOUR_MS != 0 {
+                return false;
+            }
+            windowed = true;
+        }
+    }
+    let device_field = |field: &Field| match field {
+        Field::System(SystemField::Id | SystemField::DisplayName) => by_device,
+        Field::System(SystemField::Ts) => windowed,
+        _ => false,
+    };
+    let select_ok = query.select().iter().all(|item| match &item.selected {
+        Selected::Aggregate { function, .. } => matches!(
+            function,
+            Aggregate::Avg | Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Count
+        ),
+        Selected::Field(field) => device_field(field),
+    });
+    let order_ok = query.order_by().iter().all(|item| match &item.key {
+        OrderKey::SelectItem(_) => true,
+        OrderKey::Field(field) => device_field(field),
+    });
+    select_ok
+        && order_ok
+        && plan
+            .capabilities
+            .iter()
+            .all(|(_, storage)| *storage == Storage::Telemetry)
+}
+
+/// An aggregate query over rollups and raw rows. Per device (`dv`), the whole hours of the
+/// range that its rollups cover, `[ra, rb)`, are read from `telemetry_rollups`; the rest of the
+/// range (the partial hours at its edges, hours not rolled up yet) from `telemetry` as two
+/// range scans, and the inbox raw as always. Every row of the middle layer carries either a
+/// raw value `v{i}` or a rollup's `rn{i}` (count), `rc{i}` (numeric count), `rs{i}` (sum),
+/// `rlo{i}`, `rhi{i}`; layer 3 combines both, so a window or device mixing them is exact.
+fn rollup_statement(
+    query: &Query,
+    plan: &Plan,
+    (low, high): (i64, i64),
+    template: &str,
+    device_sql: &str,
+    limit: u32,
+    b: &mut Builder,
+) -> Result<String, RunError> {
+    let whole_low = if low == i64::MIN { low } else { ceil_hour(low) };
+    let whole_high = floor_hour(high);
+    let low = b.param(Value::Integer(low));
+    let high = b.param(Value::Integer(high));
+    let whole_low = b.param(Value::Integer(whole_low));
+    let whole_high = b.param(Value::Integer(whole_high));
+    let start = format!("max({whole_low}, s.from_hour)");
+    let end = format!("min({whole_high}, s.through)");
+    let devices = format!(
+        "SELECT d.id AS id, d.display_name AS dn, \
+         CASE WHEN {start} < {end} THEN {start} ELSE {high} END AS ra, \
+         CASE WHEN {start} < {end} THEN {end} ELSE {high} END AS rb \
+         FROM devices d LEFT JOIN telemetry_rollup_state s ON s.device_id = d.id \
+         WHERE d.template = {template}{device_sql}"
+    );
+    let mut raw_values = String::new();
+    let mut raw_nulls = String::new();
+    let mut rollup_values = String::new();
+    let mut rollup_nulls = String::new();
+    let mut rollup_match = Vec::new();
+    for (index, (field, _)) in plan.capabilities.iter().enumerate() {
+        let Field::Capability { component, name } = field else {
+            unreachable!("capabilities are capability fields");
+        };
+        let (raw_component, path) = json_path(field).expect("a capability");
+        let raw_component =
+            b.param(raw_component.map_or(Value::Null, |c| Value::Text(c.to_owned())));
+        let path = b.text(&path);
+        raw_values.push_str(&format!(
+            ", CASE WHEN t.component IS {raw_component} THEN json_extract(t.fields, {path}) END \
+             AS v{index}"
+        ));
+        raw_nulls.push_str(&format!(
+            ", NULL AS rn{index}, NULL AS rc{index}, NULL AS rs{index}, NULL AS rlo{index}, \
+             NULL AS rhi{index}"
+        ));
+        let component = b.text(component.as_ref().map_or("", |c| c.as_str()));
+        let name = b.text(name.as_str());
+        let matches = format!("(r.component = {component} AND r.field = {name})");
+        rollup_nulls.push_str(&format!(", NULL AS v{index}"));
+        for (column, alias) in [
+            ("n", "rn"),
+            ("n_num", "rc"),
+            ("sum", "rs"),
+            ("lo", "rlo"),
+            ("hi", "rhi"),
+        ] {
+            rollup_values.push_str(&format!(
+                ", CASE WHEN {matches} THEN r.{column} END AS {alias}{index}"
+            ));
+        }
+        rollup_match.push(matches);
+    }
+    let raw = |table: &str, range: &str| {
+        format!(
+            "SELECT dv.id AS id, dv.dn AS dn, t.enqueued_at AS ts{raw_values}{raw_nulls} \
+             FROM dv JOIN {table} t ON t.device_id = dv.id WHERE {range}"
+        )
+    };
+    let middle = format!(
+        "WITH dv AS MATERIALIZED ({devices}) {} UNION ALL {} UNION ALL {} UNION ALL \
+         SELECT dv.id AS id, dv.dn AS dn, r.hour AS ts{rollup_nulls}{rollup_values} \
+         FROM dv JOIN telemetry_rollups r ON r.device_id = dv.id \
+         WHERE r.hour >= dv.ra AND r.hour < dv.rb AND ({})",
+        raw(
+            "telemetry",
+            &format!("t.enqueued_at >= {low} AND t.enqueued_at < dv.ra")
+        ),
+        raw(
+            "telemetry",
+            &format!("t.enqueued_at >= dv.rb AND t.enqueued_at < {high}")
+        ),
+        raw(
+            "telemetry_inbox",
+            &format!("t.enqueued_at >= {low} AND t.enqueued_at < {high}")
+        ),
+        rollup_match.join(" OR ")
+    );
+    let selected: Vec<usize> = query
+        .select()
+        .iter()
+        .filter_map(|item| match &item.selected {
+            Selected::Aggregate { field, .. } => Some(plan.capability_index(field)),
+            Selected::Field(_) => None,
+        })
+        .collect();
+    let having = if selected.is_empty() {
+        "count(*) > 0".to_owned()
+    } else {
+        let counts: Vec<String> = selected.iter().map(|index| rollup_count(*index)).collect();
+        format!("{} > 0", counts.join(" + "))
+    };
+    answer_sql(
+        query,
+        plan,
+        template,
+        &middle,
+        &having,
+        &rollup_aggregate_sql,
+        limit,
+        b,
+    )
+}
+
+/// How many rows carry capability `index`: raw rows plus the rollups' counts.
+fn rollup_count(index: usize) -> String {
+    format!("(count(m.v{index}) + coalesce(sum(m.rn{index}), 0))")
+}
+
+/// `(output, sort key)` of an aggregate over raw values `v{index}` and rollup columns.
+fn rollup_aggregate_sql(function: Aggregate, index: usize) -> (String, String) {
+    let number = format!("CASE WHEN typeof(m.v{index}) IN ('integer', 'real') THEN m.v{index} END");
+    // Either side may have no numbers (NULL); both NULL is NULL, as the raw aggregate.
+    let combine = |raw: String, rolled: String, join: &dyn Fn(&str, &str) -> String| {
+        format!(
+            "(CASE WHEN {raw} IS NULL THEN {rolled} WHEN {rolled} IS NULL THEN {raw} \
+             ELSE {} END)",
+            join(&raw, &rolled)
+        )
+    };
+    let sum = combine(
+        format!("sum({number})"),
+        format!("sum(m.rs{index})"),
+        &|a, b| format!("{a} + {b}"),
+    );
+    let sql = match function {
+        Aggregate::Sum => sum,
+        Aggregate::Avg => format!(
+            "(CAST({sum} AS REAL) / (count({number}) + coalesce(sum(m.rc{index}), 0)))"
+        ),
+        Aggregate::Min => combine(
+            format!("min({number})"),
+            format!("min(m.rlo{index})"),
+            &|a, b| format!("min({a}, {b})"),
+        ),
+        Aggregate::Max => combine(
+            format!("max({number})"),
+            format!("max(m.rhi{index})"),
+            &|a, b| format!("max({a}, {b})"),
+        ),
+        Aggregate::Count => rollup_count(index),
+        Aggregate::First | Aggregate::Last => {
+            unreachable!("rollups_apply admits no FIRST or LAST")
+        }
+    };
+    (sql.clone(), sql)
 }
 
 /// A column of the middle layer (`m`): JSON text for output, the SQL value for sorting.
@@ -771,6 +1059,7 @@ fn devices_statement(
     query: &Query,
     plan: &Plan,
     limit: u32,
+    group: Option<&DeviceFilter>,
     b: &mut Builder,
 ) -> Result<String, RunError> {
     let mut paths = Vec::new();
@@ -807,6 +1096,7 @@ fn devices_statement(
     };
     let template = b.text(query.from().as_str());
     let mut where_sql = format!("d.template = {template}");
+    where_sql.push_str(&b.group_condition(group));
     if let Some(condition) = query.filter() {
         where_sql.push_str(" AND ");
         condition_sql(condition, b, &mut where_sql, &|field, _| {
@@ -1044,16 +1334,25 @@ fn prune_step<S: Sql>(
         if row[1].as_integer().is_some_and(|oldest| oldest < cut) {
             // At most `budget` rows: when there are more, stop before the time of the first
             // row over budget (ties at that time wait for the next step).
+            let bound = sql
+                .execute(
+                    "SELECT enqueued_at FROM telemetry WHERE device_id = ?1 AND enqueued_at < ?2 \
+                     ORDER BY enqueued_at LIMIT 1 OFFSET ?3",
+                    &[
+                        Value::Text(device.clone()),
+                        Value::Integer(cut),
+                        Value::Integer(budget),
+                    ],
+                )?
+                .scalar()
+                .and_then(Value::as_integer)
+                .unwrap_or(cut);
             let deleted = sql.execute(
-                "DELETE FROM telemetry WHERE device_id = ?1 AND enqueued_at < COALESCE(\
-                 (SELECT enqueued_at FROM telemetry WHERE device_id = ?1 AND enqueued_at < ?2 \
-                 ORDER BY enqueued_at LIMIT 1 OFFSET ?3), ?2) RETURNING seq",
-                &[
-                    Value::Text(device.clone()),
-                    Value::Integer(cut),
-                    Value::Integer(budget),
-                ],
+                "DELETE FROM telemetry WHERE device_id = ?1 AND enqueued_at < ?2 RETURNING seq",
+                &[Value::Text(device.clone()), Value::Integer(bound)],
             )?;
+            // The hours that lost rows no longer match their rollups.
+            super::rollups::forget_before(sql, &device, bound)?;
             pruned.rows += deleted.rows.len() as u64;
             budget -= deleted.rows.len() as i64;
             if budget <= 0 {

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::*;
 use crate::query::{Limits, Query};
-use crate::store::{migrate, RusqliteSql};
+use crate::store::{migrate, rollups, telemetry, RusqliteSql};
 
 const TEMPLATE: &str = "dtmi:test:Thermostat;1";
 const OTHER: &str = "dtmi:test:Other;1";
@@ -749,4 +749,307 @@ fn ts_comparisons_bound_the_range_exactly() {
         })];
         assert_same(&query(&mut sql, &text).unwrap(), &expected, &text);
     }
+}
+
+// ---- hourly rollups: the same answers as the raw rows ----
+
+const HOUR: i64 = rollups::HOUR_MS;
+/// The rollup data set: 30 hours before `T0` (hour aligned), so rolled-up hours sit between
+/// partial edges.
+const R0: i64 = T0 - 30 * HOUR;
+
+/// `seeded()` plus, per template device, a message every 7 minutes for 30 hours before `T0`
+/// (compacted): temperature in halves (exact sums, so both paths agree to the bit), now and
+/// then a string, a boolean or a null instead; humidity on some; a `sensor` component with
+/// pressure on others. The newest hour is left in the inbox, as ingest leaves it.
+fn rollup_seeded() -> RusqliteSql {
+    let mut sql = seeded();
+    let mut seq = 1_000_000;
+    for (i, device) in DEVICES.iter().enumerate() {
+        let i = i as i64;
+        let mut k = 0;
+        while R0 + k * 7 * MINUTE + i * 1000 < T0 {
+            let ts = R0 + k * 7 * MINUTE + i * 1000 + 333;
+            seq += 1;
+            let temperature = match (i + k) % 11 {
+                0 => json!("n/a"),
+                1 => json!(true),
+                2 => Json::Null,
+                n if n % 2 == 0 => json!((i * 5 + k * 3) % 60),
+                _ => json!(((i * 5 + k * 3) % 60) as f64 / 2.0 - 3.5),
+            };
+            let (component, fields) = if k % 4 == 3 {
+                (Some("sensor"), json!({"pressure": 990 + (k * 7 + i) % 30}))
+            } else if k % 3 == 0 {
+                (None, json!({"temperature": temperature, "humidity": (k + i) % 40}))
+            } else {
+                (None, json!({"temperature": temperature}))
+            };
+            let table = if ts >= T0 - HOUR { "telemetry_inbox" } else { "telemetry" };
+            sql.execute(
+                &format!(
+                    "INSERT INTO {table} (seq, device_id, component, enqueued_at, body, fields) \
+                     VALUES (?1, ?2, ?3, ?4, x'', ?5)"
+                ),
+                &[
+                    Value::Integer(seq),
+                    Value::Text((*device).into()),
+                    component.map_or(Value::Null, |c: &str| Value::Text(c.into())),
+                    Value::Integer(ts),
+                    Value::Text(fields.to_string()),
+                ],
+            )
+            .unwrap();
+            k += 1;
+        }
+    }
+    sql
+}
+
+/// Runs the tick's rollup work until nothing is left (the inbox first inspected, as the tick
+/// does); `now` decides which hours are closed.
+fn roll_up_all(sql: &mut RusqliteSql, now: Timestamp) {
+    rollups::inspect_inbox(sql, 1_000_000).unwrap();
+    // Small steps (500 rows, 3 devices of 5) until two steps in a row find nothing to do...
+    let mut idle = 0;
+    for _ in 0..1_000 {
+        let rolled = rollups::roll_up(sql, now, 500, 3).unwrap();
+        assert!(rolled.devices_visited <= 3, "{rolled:?}");
+        idle = if rolled.hours == 0 { idle + 1 } else { 0 };
+        if idle == 2 {
+            // ...and then a step over every device agrees.
+            let rolled = rollups::roll_up(sql, now, 1_000_000, 100).unwrap();
+            assert!(rolled.caught_up, "{rolled:?}");
+            return;
+        }
+    }
+    panic!("rollups make progress");
+}
+
+fn run_both(sql: &mut RusqliteSql, text: &str, group: Option<&DeviceFilter>) -> (Vec<Json>, bool) {
+    let parsed = Query::parse(text, &Limits::iot_central())
+        .unwrap_or_else(|err| panic!("{text}: does not parse: {err}"));
+    let mut answer = |rollups: bool| -> Vec<Json> {
+        let options = RunOptions {
+            max_results: 10_000,
+            group,
+            rollups,
+        };
+        run_with(sql, &parsed, now(), &options)
+            .unwrap_or_else(|err| panic!("{text}: {err}"))
+            .into_iter()
+            .map(Json::Object)
+            .collect()
+    };
+    let raw = answer(false);
+    let rolled = answer(true);
+    assert_eq!(rolled, raw, "{text}: rollups and raw rows disagree");
+    let options = RunOptions {
+        max_results: 10_000,
+        group,
+        rollups: true,
+    };
+    let (statement, _, _) = compile(sql, &parsed, now(), &options).unwrap();
+    (raw, statement.contains("telemetry_rollups"))
+}
+
+/// Queries whose answers must not depend on rollups, and whether they can use them.
+const ROLLUP_CASES: &[(&str, bool)] = &[
+    ("SELECT $id, MAX(temperature) AS m FROM {T} WHERE WITHIN_WINDOW(P1D) GROUP BY $id ORDER BY m DESC", true),
+    ("SELECT TOP 3 $id, MAX(temperature) AS m FROM {T} WHERE WITHIN_WINDOW(P1D) GROUP BY $id ORDER BY m DESC", true),
+    ("SELECT $id, AVG(temperature), MIN(temperature), SUM(temperature), COUNT(temperature) FROM {T} WHERE WITHIN_WINDOW(PT40H) GROUP BY $id", true),
+    ("SELECT AVG(temperature), COUNT(humidity), MAX(sensor.pressure) FROM {T}", true),
+    ("SELECT $ts, AVG(temperature), COUNT(temperature), SUM(humidity) FROM {T} WHERE $id = 'd2' AND WITHIN_WINDOW(P2D) GROUP BY WINDOW(PT1H)", true),
+    ("SELECT $ts, $id, MIN(sensor.pressure), MAX(sensor.pressure) FROM {T} WHERE {R} GROUP BY WINDOW(PT2H), $id ORDER BY $ts DESC, $id", true),
+    ("SELECT $ts, SUM(temperature) AS s FROM {T} WHERE {R} AND $id IN ('d0', 'd3') GROUP BY WINDOW(PT3H) ORDER BY s", true),
+    ("SELECT COUNT(status), MAX(temperature) FROM {T} WHERE {R}", true),
+    ("SELECT $id, COUNT(humidity) FROM {T} WHERE {R} AND $displayName != 'Device 1' GROUP BY $id ORDER BY $id DESC", true),
+    // Not hour-aligned windows, FIRST/LAST, and conditions on values read the raw rows.
+    ("SELECT $ts, AVG(temperature) FROM {T} WHERE {R} GROUP BY WINDOW(PT30M)", false),
+    ("SELECT $id, FIRST(temperature), MAX(temperature) FROM {T} WHERE {R} GROUP BY $id", false),
+    ("SELECT $id, MAX(temperature) FROM {T} WHERE {R} AND temperature > 3 GROUP BY $id", false),
+    ("SELECT $id, MAX(temperature) FROM {T} WHERE {R} AND $ts > '2025-11-25T12:00:00Z' GROUP BY $id", false),
+];
+
+fn rollup_cases(sql: &mut RusqliteSql, label: &str) {
+    // A range with partial hours at both ends.
+    let range = format!(
+        "WITHIN_WINDOW('{}/{}')",
+        at(R0 + 2 * HOUR + 17 * MINUTE),
+        at(T0 + 25 * MINUTE)
+    );
+    for (text, uses_rollups) in ROLLUP_CASES {
+        let text = text.replace("{T}", TEMPLATE).replace("{R}", &range);
+        let (answer, used) = run_both(sql, &text, None);
+        assert_eq!(used, *uses_rollups, "{label}: {text}: uses rollups");
+        assert!(!answer.is_empty(), "{label}: {text}: answers something");
+    }
+}
+
+#[test]
+fn aggregates_over_rollups_equal_the_raw_rows() {
+    let mut sql = rollup_seeded();
+    // Before any rollup: the raw path either way.
+    rollup_cases_without_rollups(&mut sql);
+    roll_up_all(&mut sql, now());
+    let state = sql
+        .execute(
+            "SELECT count(*), min(through), max(through) FROM telemetry_rollup_state",
+            &[],
+        )
+        .unwrap();
+    // Five devices rolled up to the hour before the inbox's oldest row.
+    assert_eq!(state.rows[0][0], Value::Integer(5), "{state:?}");
+    assert_eq!(state.rows[0][1], Value::Integer(T0 - HOUR));
+    assert_eq!(state.rows[0][2], Value::Integer(T0 - HOUR));
+    rollup_cases(&mut sql, "rolled up");
+}
+
+fn rollup_cases_without_rollups(sql: &mut RusqliteSql) {
+    let range = format!(
+        "WITHIN_WINDOW('{}/{}')",
+        at(R0 + 2 * HOUR + 17 * MINUTE),
+        at(T0 + 25 * MINUTE)
+    );
+    for (text, _) in ROLLUP_CASES {
+        let text = text.replace("{T}", TEMPLATE).replace("{R}", &range);
+        run_both(sql, &text, None);
+    }
+}
+
+#[test]
+fn hours_close_only_after_settling_and_once_the_inbox_holds_none_of_their_rows() {
+    let mut sql = rollup_seeded();
+    // Ten minutes into hour R0 + 5h, the hour before it has not settled... it has (5 min).
+    let early = Timestamp::from_unix_millis(R0 + 5 * HOUR + 3 * MINUTE);
+    roll_up_all(&mut sql, early);
+    let through = |sql: &mut RusqliteSql| {
+        sql.execute("SELECT DISTINCT through FROM telemetry_rollup_state", &[])
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|row| row[0].as_integer().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // 3 minutes after R0 + 5h the hour before has not settled yet.
+    assert_eq!(through(&mut sql), vec![R0 + 4 * HOUR]);
+    roll_up_all(&mut sql, Timestamp::from_unix_millis(R0 + 5 * HOUR + 6 * MINUTE));
+    assert_eq!(through(&mut sql), vec![R0 + 5 * HOUR]);
+    // Much later: stopped by the inbox's oldest row (T0 - 1h), not by the clock.
+    roll_up_all(&mut sql, Timestamp::from_unix_millis(T0 + 10 * HOUR));
+    assert_eq!(through(&mut sql), vec![T0 - HOUR]);
+}
+
+/// Inserts a late message for `device` at `ts` into the inbox with a fresh seq.
+fn late_row(sql: &mut RusqliteSql, device: &str, ts: i64, temperature: f64) {
+    sql.execute(
+        "INSERT INTO telemetry_inbox (device_id, enqueued_at, body, fields) \
+         VALUES (?1, ?2, x'', ?3)",
+        &[
+            Value::Text(device.into()),
+            Value::Integer(ts),
+            Value::Text(json!({"temperature": temperature, "humidity": 1}).to_string()),
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
+fn late_rows_for_rolled_up_hours_are_never_lost() {
+    let mut sql = rollup_seeded();
+    roll_up_all(&mut sql, now());
+    // Late rows for hours already rolled up, one of them a new maximum.
+    late_row(&mut sql, "d1", R0 + 3 * HOUR + 5, 99.5);
+    late_row(&mut sql, "d3", R0 + 20 * HOUR + 7, -40.0);
+    // In the inbox: read raw, so answers include them already.
+    rollup_cases(&mut sql, "late rows in the inbox");
+    let inspected = rollups::inspect_inbox(&mut sql, 1_000_000).unwrap();
+    assert_eq!(inspected.late_devices, 2, "{inspected:?}");
+    assert!(!inspected.redo_all);
+    // The tick compacts what it inspected: the late rows now sit in `telemetry`, and their
+    // devices read raw from the late row's hour.
+    telemetry::compact(&mut sql, u32::try_from(inspected.compactable).unwrap()).unwrap();
+    rollup_cases(&mut sql, "late rows compacted");
+    roll_up_all(&mut sql, now());
+    rollup_cases(&mut sql, "late rows rolled up again");
+    let (answer, _) = run_both(
+        &mut sql,
+        &format!("SELECT MAX(temperature) AS m, MIN(temperature) AS n FROM {TEMPLATE}"),
+        None,
+    );
+    assert_eq!(answer, vec![json!({"m": 99.5, "n": -40.0})]);
+}
+
+#[test]
+fn rows_compacted_before_a_tick_saw_them_send_every_device_back_to_redo_its_rollups() {
+    let mut sql = rollup_seeded();
+    roll_up_all(&mut sql, now());
+    late_row(&mut sql, "d2", R0 + 7 * HOUR + 11, 77.5);
+    // The ingest path compacts without looking (a burst between two ticks).
+    telemetry::compact(&mut sql, 1_000_000).unwrap();
+    let inspected = rollups::inspect_inbox(&mut sql, 1_000_000).unwrap();
+    assert!(inspected.redo_all, "{inspected:?}");
+    rollup_cases(&mut sql, "after a gap, raw");
+    roll_up_all(&mut sql, now());
+    rollup_cases(&mut sql, "after a gap, rolled up again");
+    let (answer, _) = run_both(
+        &mut sql,
+        &format!("SELECT MAX(temperature) AS m FROM {TEMPLATE} WHERE $id = 'd2' GROUP BY $id"),
+        None,
+    );
+    assert_eq!(answer, vec![json!({"m": 77.5})]);
+}
+
+#[test]
+fn retention_forgets_the_rollups_of_hours_it_cut_into() {
+    let mut sql = rollup_seeded();
+    roll_up_all(&mut sql, now());
+    let cut = Timestamp::from_unix_millis(R0 + 4 * HOUR + 20 * MINUTE);
+    while prune_older_than(&mut sql, cut, 40, 2).unwrap().rows > 0 {}
+    let old = sql
+        .execute(
+            "SELECT count(*) FROM telemetry_rollups WHERE hour < ?1",
+            &[Value::Integer(R0 + 5 * HOUR)],
+        )
+        .unwrap();
+    assert_eq!(old.scalar(), Some(&Value::Integer(0)));
+    rollup_cases(&mut sql, "after retention");
+}
+
+#[test]
+fn a_device_group_limits_aggregates_and_property_queries_to_its_members() {
+    let mut sql = rollup_seeded();
+    roll_up_all(&mut sql, now());
+    // d0, d2, d4 are in the lab; x9 (another template) matches the filter but not FROM.
+    let group = crate::query::parse_device_filter(
+        "SELECT * FROM devices WHERE location = 'lab' OR $id = 'x9'",
+    )
+    .unwrap();
+    let text = format!(
+        "SELECT $id, MAX(temperature) AS m, COUNT(temperature) AS n FROM {TEMPLATE} \
+         WHERE WITHIN_WINDOW(P2D) GROUP BY $id"
+    );
+    let (in_group, used) = run_both(&mut sql, &text, Some(&group));
+    assert!(used);
+    let (all, _) = run_both(&mut sql, &text, None);
+    let lab: Vec<Json> = all
+        .into_iter()
+        .filter(|row| ["d0", "d2", "d4"].contains(&row["$id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(in_group, lab);
+    let raw = format!(
+        "SELECT $id, FIRST(temperature) AS f FROM {TEMPLATE} WHERE WITHIN_WINDOW(P2D) GROUP BY $id"
+    );
+    let (rows, _) = run_both(&mut sql, &raw, Some(&group));
+    assert_eq!(rows.len(), 3);
+    let properties = format!("SELECT $id, location FROM {TEMPLATE}");
+    let (rows, _) = run_both(&mut sql, &properties, Some(&group));
+    assert_eq!(
+        rows,
+        vec![
+            json!({"$id": "d0", "location": "lab"}),
+            json!({"$id": "d2", "location": "lab"}),
+            json!({"$id": "d4", "location": "lab"}),
+        ]
+    );
 }
