@@ -84,14 +84,79 @@ pub struct LastValue {
     pub enqueued_at: i64,
 }
 
-/// A decoded message, ready to store.
+/// A decoded message, ready to store. Borrows its body (decoded once per batch, see
+/// [`decode_bodies`]) so that a JSON body's fields are slices of it, not copies: this runs for
+/// every message the bridge sends.
 struct Incoming<'a> {
     message: &'a DeviceMessage,
     component: Option<&'a str>,
     device_time: Option<i64>,
     properties: Option<String>,
-    body: Vec<u8>,
-    fields: Option<serde_json::Map<String, serde_json::Value>>,
+    body: &'a [u8],
+    fields: Option<Fields<'a>>,
+}
+
+/// The top-level fields of a JSON object body, as slices of it.
+enum Fields<'a> {
+    /// Names without escapes (the common case): the body itself is the `fields` text.
+    Borrowed {
+        text: &'a str,
+        values: BTreeMap<&'a str, &'a serde_json::value::RawValue>,
+    },
+    /// A name with an escape sequence cannot be borrowed; parsed the slow way.
+    Parsed(serde_json::Map<String, serde_json::Value>),
+}
+
+impl<'a> Fields<'a> {
+    /// `body`'s fields if it is a JSON object; `None` for anything else.
+    fn parse(body: &'a [u8]) -> Option<Fields<'a>> {
+        let borrowed = serde_json::from_slice::<BTreeMap<&str, &serde_json::value::RawValue>>(body)
+            .ok()
+            .and_then(|values| Some((std::str::from_utf8(body).ok()?, values)));
+        match borrowed {
+            Some((text, values)) => Some(Fields::Borrowed { text, values }),
+            None => match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(serde_json::Value::Object(fields)) => Some(Fields::Parsed(fields)),
+                _ => None,
+            },
+        }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        match self {
+            Fields::Borrowed { values, .. } => values.keys().copied().collect(),
+            Fields::Parsed(fields) => fields.keys().map(String::as_str).collect(),
+        }
+    }
+
+    /// Each field's name and JSON text.
+    fn entries(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
+        match self {
+            Fields::Borrowed { values, .. } => values
+                .iter()
+                .map(|(name, value)| (*name, value.get().into()))
+                .collect(),
+            Fields::Parsed(fields) => fields
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.to_string().into()))
+                .collect(),
+        }
+    }
+
+    /// The `fields` column: the object's JSON text.
+    fn to_text(&self) -> String {
+        match self {
+            Fields::Borrowed { text, .. } => (*text).to_owned(),
+            Fields::Parsed(fields) => serde_json::to_string(fields).unwrap_or_default(),
+        }
+    }
+}
+
+/// The `properties` column, serialised straight from the message.
+#[derive(serde::Serialize)]
+struct PropertiesColumn<'a> {
+    system: &'a BTreeMap<String, String>,
+    application: &'a [(String, String)],
 }
 
 /// Writes `batch` in one transaction (see the module docs). `now` is recorded with the batch id.
@@ -100,7 +165,8 @@ pub fn apply_batch<S: Sql>(
     batch: &IngestBatch,
     now: Timestamp,
 ) -> Result<IngestResult, IngestError> {
-    let incoming = decode(batch)?;
+    let bodies = decode_bodies(batch)?;
+    let incoming = decode(batch, &bodies)?;
     let n_messages = u32::try_from(incoming.len()).unwrap_or(u32::MAX);
     let n_events = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
     sql.transaction(|tx| {
@@ -293,7 +359,26 @@ pub fn connectivity<S: Sql>(
 
 // ---- decoding (pure) ----
 
-fn decode(batch: &IngestBatch) -> Result<Vec<Incoming<'_>>, IngestError> {
+/// Every message's body, base64-decoded, in batch order.
+fn decode_bodies(batch: &IngestBatch) -> Result<Vec<Vec<u8>>, IngestError> {
+    batch
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(index, message)| {
+            BASE64
+                .decode(&message.body)
+                .map_err(|err| IngestError::Invalid {
+                    message: format!("messages[{index}].body is not base64: {err}"),
+                })
+        })
+        .collect()
+}
+
+fn decode<'a>(
+    batch: &'a IngestBatch,
+    bodies: &'a [Vec<u8>],
+) -> Result<Vec<Incoming<'a>>, IngestError> {
     check_id("batchId", &batch.batch_id)?;
     for event in &batch.events {
         check_id("events[].deviceId", &event.device_id)?;
@@ -301,20 +386,12 @@ fn decode(batch: &IngestBatch) -> Result<Vec<Incoming<'_>>, IngestError> {
     batch
         .messages
         .iter()
-        .enumerate()
-        .map(|(index, message)| {
+        .zip(bodies)
+        .map(|(message, body)| {
             check_id("messages[].deviceId", &message.device_id)?;
-            let body = BASE64
-                .decode(&message.body)
-                .map_err(|err| IngestError::Invalid {
-                    message: format!("messages[{index}].body is not base64: {err}"),
-                })?;
             let system = &message.system_properties;
             let fields = if looks_like_json(system) {
-                match serde_json::from_slice::<serde_json::Value>(&body) {
-                    Ok(serde_json::Value::Object(fields)) => Some(fields),
-                    _ => None,
-                }
+                Fields::parse(body)
             } else {
                 None
             };
@@ -332,13 +409,11 @@ fn decode(batch: &IngestBatch) -> Result<Vec<Incoming<'_>>, IngestError> {
             let properties = if system.is_empty() && message.application_properties.is_empty() {
                 None
             } else {
-                Some(
-                    serde_json::json!({
-                        "system": system,
-                        "application": message.application_properties,
-                    })
-                    .to_string(),
-                )
+                serde_json::to_string(&PropertiesColumn {
+                    system,
+                    application: &message.application_properties,
+                })
+                .ok()
             };
             Ok(Incoming {
                 message,
@@ -530,13 +605,12 @@ fn insert_inbox<S: Sql>(
             let unmodeled: Vec<&str> = message
                 .fields
                 .iter()
-                .flat_map(|fields| fields.keys())
+                .flat_map(Fields::names)
                 .filter(|name| {
                     model
                         .and_then(|m| m.telemetry(message.component, name))
                         .is_none()
                 })
-                .map(String::as_str)
                 .collect();
             params.extend([
                 Value::Text(message.message.device_id.clone()),
@@ -545,9 +619,9 @@ fn insert_inbox<S: Sql>(
                 Value::Integer(message.message.enqueued_at),
                 message.device_time.map_or(Value::Null, Value::Integer),
                 opt_text(message.properties.as_deref()),
-                Value::Blob(message.body.clone()),
+                Value::Blob(message.body.to_vec()),
                 match &message.fields {
-                    Some(fields) => Value::Text(serde_json::to_string(fields).unwrap_or_default()),
+                    Some(fields) => Value::Text(fields.to_text()),
                     None => Value::Null,
                 },
                 if unmodeled.is_empty() {
@@ -565,17 +639,18 @@ fn insert_inbox<S: Sql>(
 fn upsert_last_values<S: Sql>(tx: &mut S, incoming: &[Incoming<'_>]) -> Result<(), StoreError> {
     // The newest value per key within the batch (later in the batch wins a tie), so each key
     // is written once per batch.
-    let mut latest: BTreeMap<(&str, &str, &str), (&serde_json::Value, i64)> = BTreeMap::new();
+    let mut latest: BTreeMap<(&str, &str, &str), (std::borrow::Cow<'_, str>, i64)> =
+        BTreeMap::new();
     for message in incoming {
         let Some(fields) = &message.fields else {
             continue;
         };
         let at = message.message.enqueued_at;
-        for (name, value) in fields {
+        for (name, value) in fields.entries() {
             let key = (
                 message.message.device_id.as_str(),
                 message.component.unwrap_or(""),
-                name.as_str(),
+                name,
             );
             match latest.get(&key) {
                 Some((_, seen)) if *seen > at => {}
@@ -600,7 +675,7 @@ fn upsert_last_values<S: Sql>(tx: &mut S, incoming: &[Incoming<'_>]) -> Result<(
                 Value::Text((*device).to_owned()),
                 Value::Text((*component).to_owned()),
                 Value::Text((*name).to_owned()),
-                Value::Text(value.to_string()),
+                Value::Text(value.clone().into_owned()),
                 Value::Integer(*at),
             ]);
         }
@@ -873,6 +948,35 @@ mod tests {
             4,
             "pruning ids never touches data"
         );
+    }
+
+    #[test]
+    fn fields_with_escaped_names_spacing_and_nesting_read_back_as_sent() {
+        let mut sql = with_devices();
+        let b = batch(
+            "b-esc",
+            vec![
+                message("d1", T0, br#" { "te\u006dp" : 21.50 , "nested": {"a": [1, 2]} } "#, &[]),
+                message("d1", T0 + 1, br#"{"fan": "on", "fan": "off"}"#, &[]),
+                message("d1", T0 + 2, br#"[1, 2]"#, &[]),
+            ],
+        );
+        apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+        let rows = series(&mut sql, "d1", T0, T0 + 10, 100).unwrap();
+        let fields = rows[0].fields.as_ref().unwrap();
+        assert_eq!(fields["temp"], json!(21.5));
+        assert_eq!(fields["nested"], json!({"a": [1, 2]}));
+        // A repeated name: the last one counts, as in the last known values.
+        assert_eq!(rows[1].fields.as_ref().unwrap()["fan"], json!("off"));
+        assert_eq!(rows[2].fields, None, "an array is not an object of fields");
+        let last: BTreeMap<String, serde_json::Value> = last_values(&mut sql, "d1")
+            .unwrap()
+            .into_iter()
+            .map(|value| (value.name, value.value))
+            .collect();
+        assert_eq!(last["temp"], json!(21.5));
+        assert_eq!(last["nested"], json!({"a": [1, 2]}));
+        assert_eq!(last["fan"], json!("off"));
     }
 
     #[test]
