@@ -543,14 +543,9 @@ fn the_tick_deletes_telemetry_past_retention() {
     assert!(rows[0]["low"].as_f64().unwrap() > -40.0);
 }
 
-/// Two hundred devices, a day of five-minute readings each, written straight into the
-/// database: the cross-device aggregates agree with the same sums done here.
-#[test]
-fn aggregates_across_many_devices_agree_with_the_data() {
-    let gyre = Gyre::start();
-    publish_thermostat(&gyre.token_with_role("builder"));
-    let now = now_millis();
-    let day_start = now - 24 * 60 * MINUTE;
+/// Two hundred devices (`bulk-000`...), a day of five-minute readings each ending at
+/// `day_start + 287 * 5 min`, written straight into the database as compaction leaves them.
+fn seed_bulk_day(gyre: &Gyre, day_start: i64) {
     {
         let mut db = rusqlite::Connection::open(gyre.database_path()).unwrap();
         db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
@@ -582,6 +577,17 @@ fn aggregates_across_many_devices_agree_with_the_data() {
         }
         tx.commit().unwrap();
     }
+}
+
+/// Two hundred devices, a day of five-minute readings each, written straight into the
+/// database: the cross-device aggregates agree with the same sums done here.
+#[test]
+fn aggregates_across_many_devices_agree_with_the_data() {
+    let gyre = Gyre::start();
+    publish_thermostat(&gyre.token_with_role("builder"));
+    let now = now_millis();
+    let day_start = now - 24 * 60 * MINUTE;
+    seed_bulk_day(&gyre, day_start);
     let value = |d: i64, k: i64| ((d * 31 + k * 17) % 97) as f64;
     let admin = gyre.admin();
     // Top 10 by maximum over the day.
@@ -642,4 +648,161 @@ fn aggregates_across_many_devices_agree_with_the_data() {
         })
         .collect();
     assert_rows_close(&rows, &expected, "hourly");
+}
+
+fn tick(gyre: &Gyre) -> Value {
+    let tick = gyre.host().request_with_headers(
+        "POST",
+        "/internal/tick",
+        &[("x-gyre-internal-secret", gyre.internal_secret())],
+        b"",
+    );
+    assert_eq!(tick.status, 200, "{}", tick.body);
+    tick.json()
+}
+
+/// The tick rolls closed hours up in bounded steps; the answers stay what the raw rows say,
+/// before, during and after, and a late message for an hour already rolled up counts at once.
+#[test]
+fn hourly_rollups_built_by_the_tick_change_no_answer() {
+    let gyre = Gyre::start();
+    publish_thermostat(&gyre.token_with_role("builder"));
+    let now = now_millis();
+    seed_bulk_day(&gyre, now - 24 * 60 * MINUTE);
+    let admin = gyre.admin();
+    let queries = [
+        format!(
+            "SELECT TOP 10 $id, MAX(temperature) AS m, SUM(temperature) AS s FROM {THERMOSTAT} \
+             WHERE WITHIN_WINDOW(P1D) GROUP BY $id ORDER BY m DESC, s DESC"
+        ),
+        format!(
+            "SELECT $ts, AVG(temperature) AS avg, MIN(temperature) AS low, \
+             COUNT(temperature) AS n FROM {THERMOSTAT} WHERE WITHIN_WINDOW(PT20H) \
+             GROUP BY WINDOW(PT2H)"
+        ),
+        format!(
+            "SELECT $id, AVG(temperature) AS avg FROM {THERMOSTAT} WHERE $id IN \
+             ('bulk-007', 'bulk-150') AND WITHIN_WINDOW(P1D) GROUP BY $id"
+        ),
+    ];
+    let raw: Vec<Vec<Value>> = queries.iter().map(|q| run(&admin, q)).collect();
+    let mut ticks = 0;
+    loop {
+        let body = tick(&gyre);
+        ticks += 1;
+        // Midway too, the answers are those of the raw rows.
+        if ticks == 3 {
+            for (query, expected) in queries.iter().zip(&raw) {
+                assert_rows_close(&run(&admin, query), expected, "while rolling up");
+            }
+        }
+        if body["rolledUp"]["caughtUp"] == true {
+            break;
+        }
+        assert!(ticks < 500, "the rollups catch up: {body}");
+    }
+    assert!(
+        ticks > 3,
+        "a day of 200 devices takes several bounded steps"
+    );
+    for (query, expected) in queries.iter().zip(&raw) {
+        assert_rows_close(&run(&admin, query), expected, "rolled up");
+    }
+    // A late message, ten hours old, for a device whose hours are rolled up.
+    ingest(
+        &gyre,
+        "query-late-1",
+        &[Sent {
+            device: "bulk-007".into(),
+            at: now - 10 * 60 * MINUTE + 1234,
+            component: None,
+            body: json!({ "temperature": 500 }),
+        }],
+    );
+    let hottest = format!(
+        "SELECT $id, MAX(temperature) AS m FROM {THERMOSTAT} WHERE WITHIN_WINDOW(P1D) \
+         GROUP BY $id ORDER BY m DESC"
+    );
+    assert_eq!(
+        run(&admin, &hottest)[0],
+        json!({"$id": "bulk-007", "m": 500})
+    );
+    let body = tick(&gyre);
+    assert_eq!(body["inspected"]["lateDevices"], 1, "{body}");
+    for _ in 0..10 {
+        assert_eq!(
+            run(&admin, &hottest)[0],
+            json!({"$id": "bulk-007", "m": 500})
+        );
+        if tick(&gyre)["rolledUp"]["caughtUp"] == true {
+            break;
+        }
+    }
+    assert_eq!(
+        run(&admin, &hottest)[0],
+        json!({"$id": "bulk-007", "m": 500})
+    );
+}
+
+/// An operator limits a query to a device group (Gyre's `"group"` beside the query): only
+/// the template's devices that match the group's filter now are read.
+#[test]
+fn a_query_can_be_limited_to_a_device_group() {
+    let (gyre, sent, _now) = fleet();
+    let admin = gyre.admin();
+    let response = admin.put(
+        "/api/deviceGroups/north",
+        json!({ "displayName": "North", "filter": "SELECT * FROM devices WHERE $id IN ('t1', 't3', 'loose')" }),
+    );
+    assert_eq!(response.status, 200, "create group: {}", response.body);
+    let query = format!(
+        "SELECT $id, MAX(temperature) AS m, COUNT(temperature) AS n FROM {THERMOSTAT} \
+         WHERE WITHIN_WINDOW(PT2H) GROUP BY $id"
+    );
+    let response = admin.post(
+        "/api/query?api-version=2022-10-31-preview",
+        json!({ "query": query, "group": "north" }),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let expected: Vec<Value> = ["t1", "t3"]
+        .iter()
+        .map(|id| {
+            let values: Vec<f64> = sent
+                .iter()
+                .filter(|s| s.device == *id && s.component.is_none())
+                .filter_map(|s| s.num("temperature"))
+                .collect();
+            json!({"$id": id, "m": values.iter().cloned().fold(f64::MIN, f64::max), "n": values.len()})
+        })
+        .collect();
+    assert_rows_close(
+        response.json()["results"].as_array().unwrap(),
+        &expected,
+        "group north",
+    );
+    // Property queries too.
+    let response = admin.post(
+        "/api/query?api-version=2022-10-31-preview",
+        json!({ "query": format!("SELECT $id, $displayName FROM {THERMOSTAT}"), "group": "north" }),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.json()["results"],
+        json!([
+            {"$id": "t1", "$displayName": "Thermostat 1"},
+            {"$id": "t3", "$displayName": "Thermostat 3"}
+        ])
+    );
+    for missing in ["south", "not a group id"] {
+        let response = admin.post(
+            "/api/query?api-version=2022-10-31-preview",
+            json!({ "query": query, "group": missing }),
+        );
+        expect_error(&response, 400);
+        assert!(
+            response.body.contains("no device group"),
+            "{}",
+            response.body
+        );
+    }
 }

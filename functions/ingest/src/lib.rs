@@ -37,9 +37,9 @@ use gyre_component::{
     Ctx,
 };
 use gyre_domain::ingest::IngestBatch;
-use gyre_domain::store::{c2d, rollups};
 use gyre_domain::store::telemetry::{self, IngestError};
 use gyre_domain::store::telemetry_query;
+use gyre_domain::store::{c2d, rollups};
 use gyre_domain::time::Timestamp;
 use spin_sdk::http::{Params, Request, Response, Router};
 
@@ -93,6 +93,10 @@ fn ingest(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, 
     if !result.duplicate && result.n_messages > 0 {
         let compacted = telemetry::inbox_len(&mut ctx.sql).and_then(|backlog| {
             if backlog >= u64::from(COMPACTION_STEP) {
+                // The rollups must see a row's time before it leaves the inbox (a late row
+                // sends its device's hour back to be redone); under load this request, not
+                // the tick, compacts, so it inspects first what it is about to move.
+                rollups::inspect_inbox(&mut ctx.sql, COMPACTION_STEP)?;
                 telemetry::compact(&mut ctx.sql, COMPACTION_STEP)
             } else {
                 Ok(0)
@@ -153,12 +157,7 @@ fn tick(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Response, A
         RETENTION_STEP_DEVICES,
     )?
     .rows;
-    let rolled_up = rollups::roll_up(
-        &mut ctx.sql,
-        ctx.now,
-        ROLLUP_STEP_ROWS,
-        ROLLUP_STEP_DEVICES,
-    )?;
+    let rolled_up = rollups::roll_up(&mut ctx.sql, ctx.now, ROLLUP_STEP_ROWS, ROLLUP_STEP_DEVICES)?;
     json_response(
         200,
         &TickResult {

@@ -41,12 +41,12 @@
 
 use serde_json::{Map, Value as Json};
 
+use super::rollups::{ceil_hour, floor_hour, HOUR_MS};
 use super::{Sql, StoreError, Value};
 use crate::dtdl::DeviceModel;
-use super::rollups::{ceil_hour, floor_hour, HOUR_MS};
 use crate::query::{
-    Aggregate, Comparison, Condition, DeviceFilter, Direction, Field, GroupKey, Literal,
-    OrderKey, Query, Selected, SystemField, TimeWindow,
+    Aggregate, Comparison, Condition, DeviceFilter, Direction, Field, GroupKey, Literal, OrderKey,
+    Query, Selected, SystemField, TimeWindow,
 };
 use crate::time::Timestamp;
 
@@ -824,9 +824,9 @@ fn rollup_aggregate_sql(function: Aggregate, index: usize) -> (String, String) {
     );
     let sql = match function {
         Aggregate::Sum => sum,
-        Aggregate::Avg => format!(
-            "(CAST({sum} AS REAL) / (count({number}) + coalesce(sum(m.rc{index}), 0)))"
-        ),
+        Aggregate::Avg => {
+            format!("(CAST({sum} AS REAL) / (count({number}) + coalesce(sum(m.rc{index}), 0)))")
+        }
         Aggregate::Min => combine(
             format!("min({number})"),
             format!("min(m.rlo{index})"),

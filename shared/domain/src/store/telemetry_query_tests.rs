@@ -781,11 +781,18 @@ fn rollup_seeded() -> RusqliteSql {
             let (component, fields) = if k % 4 == 3 {
                 (Some("sensor"), json!({"pressure": 990 + (k * 7 + i) % 30}))
             } else if k % 3 == 0 {
-                (None, json!({"temperature": temperature, "humidity": (k + i) % 40}))
+                (
+                    None,
+                    json!({"temperature": temperature, "humidity": (k + i) % 40}),
+                )
             } else {
                 (None, json!({"temperature": temperature}))
             };
-            let table = if ts >= T0 - HOUR { "telemetry_inbox" } else { "telemetry" };
+            let table = if ts >= T0 - HOUR {
+                "telemetry_inbox"
+            } else {
+                "telemetry"
+            };
             sql.execute(
                 &format!(
                     "INSERT INTO {table} (seq, device_id, component, enqueued_at, body, fields) \
@@ -933,11 +940,24 @@ fn hours_close_only_after_settling_and_once_the_inbox_holds_none_of_their_rows()
     };
     // 3 minutes after R0 + 5h the hour before has not settled yet.
     assert_eq!(through(&mut sql), vec![R0 + 4 * HOUR]);
-    roll_up_all(&mut sql, Timestamp::from_unix_millis(R0 + 5 * HOUR + 6 * MINUTE));
+    roll_up_all(
+        &mut sql,
+        Timestamp::from_unix_millis(R0 + 5 * HOUR + 6 * MINUTE),
+    );
     assert_eq!(through(&mut sql), vec![R0 + 5 * HOUR]);
     // Much later: stopped by the inbox's oldest row (T0 - 1h), not by the clock.
-    roll_up_all(&mut sql, Timestamp::from_unix_millis(T0 + 10 * HOUR));
+    let later = Timestamp::from_unix_millis(T0 + 10 * HOUR);
+    roll_up_all(&mut sql, later);
     assert_eq!(through(&mut sql), vec![T0 - HOUR]);
+    // Caught up, a step visits no device at all.
+    let idle = rollups::roll_up(&mut sql, later, 500, 3).unwrap();
+    assert_eq!(
+        idle,
+        rollups::Rolled {
+            caught_up: true,
+            ..rollups::Rolled::default()
+        }
+    );
 }
 
 /// Inserts a late message for `device` at `ts` into the inbox with a fresh seq.
