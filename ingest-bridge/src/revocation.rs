@@ -8,8 +8,10 @@
 //! connection answer that refuses the device, or no longer holds the key its session was
 //! admitted with, closes the session ([`Sessions::revoke`]). A device admitted with a key that
 //! is still valid is left alone, so unrelated changes (a display name, a new group) do not
-//! disconnect anyone. The first poll only learns the cursor: sessions admitted before it were
-//! checked against the registry at CONNECT.
+//! disconnect anyone. The first poll learns the cursor and rechecks every session admitted
+//! before it: such a session was checked at CONNECT, but a change between its CONNECT and the
+//! first poll would otherwise fall before the cursor and never be seen (a race that a slow
+//! first tick made real).
 //!
 //! A registry that cannot answer leaves sessions alone and the cursor where it was, so the
 //! next tick tries again.
@@ -34,9 +36,7 @@ impl Revocation {
             }
         };
         let first_poll = self.cursor.is_none();
-        let devices = if first_poll {
-            Vec::new()
-        } else if changes.all_devices {
+        let devices = if first_poll || changes.all_devices {
             sessions.hub_devices()
         } else {
             changes.device_ids

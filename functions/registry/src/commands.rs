@@ -9,6 +9,7 @@
 //! connected, timeout, bridge unreachable) are stored too and answered in IoT Central's error
 //! shape with the statuses `gyre_domain::command` documents.
 
+use crate::devices::{device_id, not_found};
 use gyre_component::{
     authorized, json_response, page_request, page_response, path_param, read_json_limited,
     ApiError, Ctx,
@@ -16,7 +17,6 @@ use gyre_component::{
 use gyre_domain::api::ErrorBody;
 use gyre_domain::bridge::MethodInvocation;
 use gyre_domain::command::{self, CommandBody, CommandRecord, CommandTarget, Outcome};
-use gyre_domain::device::DeviceId;
 use gyre_domain::dtdl::DeviceModel;
 use gyre_domain::store::audit::{self, AuditAction};
 use gyre_domain::store::{commands, device_events, device_properties, devices, Sql as _};
@@ -202,16 +202,3 @@ fn target(params: &Params) -> Result<CommandTarget, ApiError> {
     })
 }
 
-/// The `:device_id` path segment, percent-decoded and parsed.
-fn device_id(params: &Params) -> Result<DeviceId, ApiError> {
-    let decoded = path_param(params, "device_id")?;
-    DeviceId::parse(&decoded).map_err(|error| ApiError::BadRequest {
-        message: format!("`{decoded}`: {error}"),
-    })
-}
-
-fn not_found(device_id: &DeviceId) -> ApiError {
-    ApiError::NotFound {
-        message: format!("device `{device_id}` does not exist"),
-    }
-}

@@ -13,6 +13,7 @@
 //! properties when it next fetches its twin. `If-Match` is honoured against the device's etag,
 //! which every response also carries in an `ETag` header.
 
+use crate::devices::{device_id, not_found};
 use gyre_component::{
     authorized, check_if_match, json_response, path_param, read_json, read_merge_patch, ApiError,
     Ctx,
@@ -253,16 +254,3 @@ fn with_etag(mut response: Response, etag: &str) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// The `:device_id` path segment, percent-decoded and parsed.
-fn device_id(params: &Params) -> Result<DeviceId, ApiError> {
-    let decoded = path_param(params, "device_id")?;
-    DeviceId::parse(&decoded).map_err(|error| ApiError::BadRequest {
-        message: format!("`{decoded}`: {error}"),
-    })
-}
-
-fn not_found(device_id: &DeviceId) -> ApiError {
-    ApiError::NotFound {
-        message: format!("device `{device_id}` does not exist"),
-    }
-}

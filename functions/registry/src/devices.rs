@@ -274,8 +274,8 @@ fn check_template<S: Sql>(sql: &mut S, device: &Device) -> Result<(), ApiError> 
     }
 }
 
-/// The `:device_id` path segment, percent-decoded and parsed.
-fn device_id(params: &Params) -> Result<DeviceId, ApiError> {
+/// The `:device_id` path segment, percent-decoded and parsed (every device route's).
+pub(crate) fn device_id(params: &Params) -> Result<DeviceId, ApiError> {
     let decoded = path_param(params, "device_id")?;
     DeviceId::parse(&decoded).map_err(|error| ApiError::BadRequest {
         message: format!("`{decoded}`: {error}"),
@@ -294,7 +294,8 @@ fn bad_request(error: impl std::fmt::Display) -> ApiError {
     }
 }
 
-fn not_found(device_id: &DeviceId) -> ApiError {
+/// 404 for a device that does not exist.
+pub(crate) fn not_found(device_id: &DeviceId) -> ApiError {
     ApiError::NotFound {
         message: format!("device `{device_id}` does not exist"),
     }

@@ -8,13 +8,13 @@
 //! connected device gets it at once; a bridge that cannot be reached is ignored, as the device
 //! fetches its queue when it next subscribes.
 
+use crate::devices::{device_id, not_found};
 use gyre_component::{
     authorized, collection, json_response, no_content, page_request, path_param, read_json,
     ApiError, Ctx,
 };
 use gyre_domain::bridge::C2dPending;
 use gyre_domain::command::c2d::{self, SendBody, SendError, MAX_QUEUED};
-use gyre_domain::device::DeviceId;
 use gyre_domain::store::audit::{self, AuditAction};
 use gyre_domain::store::c2d::{self as queue, Enqueued};
 use gyre_domain::store::{devices, Sql as _};
@@ -126,16 +126,3 @@ pub fn complete(ctx: &mut Ctx, _request: Request, params: Params) -> Result<Resp
     Ok(no_content())
 }
 
-/// The `:device_id` path segment, percent-decoded and parsed.
-fn device_id(params: &Params) -> Result<DeviceId, ApiError> {
-    let decoded = path_param(params, "device_id")?;
-    DeviceId::parse(&decoded).map_err(|error| ApiError::BadRequest {
-        message: format!("`{decoded}`: {error}"),
-    })
-}
-
-fn not_found(device_id: &DeviceId) -> ApiError {
-    ApiError::NotFound {
-        message: format!("device `{device_id}` does not exist"),
-    }
-}

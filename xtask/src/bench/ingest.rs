@@ -26,8 +26,8 @@
 mod mosquitto;
 mod proc_stats;
 
-use std::io::{BufRead, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -37,7 +37,8 @@ use anyhow::{bail, Context};
 
 use self::proc_stats::ProcSample;
 use super::{
-    app_manifest, json_number, log_tail, median, start_gyre_host, ScratchDir, STARTUP_TIMEOUT,
+    app_manifest, http_request, json_number, log_tail, median, start_gyre_host, ScratchDir,
+    STARTUP_TIMEOUT,
 };
 use crate::bootstrap;
 use crate::build;
@@ -465,28 +466,11 @@ pub(super) fn http(
     token: &str,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .with_context(|| format!("{method} {path}"))?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("a malformed HTTP response: {response:.200}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_string();
-    Ok((status, body))
+    let headers = [
+        format!("Authorization: {token}"),
+        "Content-Type: application/json".to_owned(),
+    ];
+    http_request(addr, method, path, &headers, body)
 }
 
 /// Starts gyre-ingest-bridge with a TLS and a plain listener on free ports (and `extra_args`);

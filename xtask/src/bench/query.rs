@@ -16,13 +16,14 @@
 //! (c) every device of the template, last hour, average per device, (d) top 10 devices by
 //! maximum over a day; targets (a) < 2 ms, (b) < 20 ms, (c) and (d) < 500 ms, at p99.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 
-use super::{app_manifest, measure, print_table, start_gyre_host, Load, Measurement, ScratchDir};
+use super::{
+    app_manifest, http_request, measure, print_table, start_gyre_host, Load, Measurement,
+    ScratchDir,
+};
 use crate::bootstrap;
 use crate::build;
 use crate::flags::BenchFlags;
@@ -166,7 +167,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
         .collect();
     for (case, body) in CASES.iter().zip(&bodies) {
         let started = Instant::now();
-        let (status, answer) = request(addr, case.method, case.path, &headers, body)?;
+        let (status, answer) = http_request(addr, case.method, case.path, &headers, body)?;
         let shown: String = answer.chars().take(300).collect();
         if status != 200 || !(answer.contains("\"value\"") || answer.contains("\"results\":[{")) {
             bail!("{} {} answered {status}: {shown}", case.method, case.path);
@@ -283,37 +284,6 @@ fn stop(host: &mut Supervised) -> anyhow::Result<()> {
         eprintln!("xtask: gyre-host exited with {status}");
     }
     Ok(())
-}
-
-/// A minimal HTTP/1.0 request (xtask has no HTTP client): the status and the body.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[String],
-    body: &str,
-) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    for header in headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("a malformed HTTP response: {response:.200}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_string();
-    Ok((status, body))
 }
 
 #[cfg(test)]

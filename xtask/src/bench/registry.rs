@@ -16,14 +16,16 @@
 //! Not measured here: writes (creating, updating devices) and the cost of seeding through the
 //! API; both belong to their own cases once the registry has a write-heavy user story.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 
-use super::{app_manifest, measure, print_table, start_gyre_host, Load, Measurement, ScratchDir};
+use super::{
+    app_manifest, http_request, measure, print_table, start_gyre_host, Load, Measurement,
+    ScratchDir,
+};
 use crate::bootstrap;
 use crate::build;
 use crate::flags::BenchFlags;
@@ -256,38 +258,12 @@ fn stop(host: &mut Supervised) -> anyhow::Result<()> {
 
 /// `GET path` must answer 200; returns the body.
 fn expect_ok(addr: SocketAddr, path: &str, headers: &[String]) -> anyhow::Result<String> {
-    let (status, body) = get(addr, path, headers).with_context(|| format!("GET {path}"))?;
+    let (status, body) = http_request(addr, "GET", path, headers, "").with_context(|| format!("GET {path}"))?;
     if status != 200 {
         let shown: String = body.chars().take(500).collect();
         bail!("GET {path} answered {status}, not 200: {shown}");
     }
     Ok(body)
-}
-
-/// A minimal GET (xtask has no HTTP client): the status and the body. HTTP/1.0, so that the
-/// server ends the body by closing instead of chunking it.
-fn get(addr: SocketAddr, path: &str, headers: &[String]) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    for header in headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("a malformed HTTP response: {response:.200}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_string();
-    Ok((status, body))
 }
 
 #[cfg(test)]
