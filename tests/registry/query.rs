@@ -543,52 +543,70 @@ fn the_tick_deletes_telemetry_past_retention() {
     assert!(rows[0]["low"].as_f64().unwrap() > -40.0);
 }
 
-/// Two hundred devices (`bulk-000`...), a day of five-minute readings each ending at
-/// `day_start + 287 * 5 min`, written straight into the database as compaction leaves them.
-fn seed_bulk_day(gyre: &Gyre, day_start: i64) {
+/// `devices` thermostats `bulk-0000`.. with `points` readings each, `spacing` apart from
+/// `start`, written straight into the database (the ingest path is tested elsewhere; this is
+/// volume). Reading `k` of device `d` is [`bulk_value`].
+fn seed_bulk(gyre: &Gyre, start: i64, devices: i64, points: i64, spacing: i64) {
+    let mut db = rusqlite::Connection::open(gyre.database_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let tx = db.transaction().unwrap();
     {
-        let mut db = rusqlite::Connection::open(gyre.database_path()).unwrap();
-        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-        let tx = db.transaction().unwrap();
-        for d in 0..200 {
-            tx.execute(
+        let mut device = tx
+            .prepare(
                 "INSERT INTO devices (id, etag, display_name, template, enabled, provisioned, \
                  simulated, created_at, updated_at) VALUES (?1, 'e', ?1, ?2, 1, 1, 0, 0, 0)",
-                rusqlite::params![format!("bulk-{d:03}"), THERMOSTAT],
             )
             .unwrap();
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO telemetry (device_id, enqueued_at, seq, body, fields) \
-                     VALUES (?1, ?2, ?3, x'', ?4)",
-                )
-                .unwrap();
-            for k in 0..288_i64 {
-                let value = (d * 31 + k * 17) % 97;
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO telemetry (device_id, enqueued_at, seq, body, fields) \
+                 VALUES (?1, ?2, ?3, x'', ?4)",
+            )
+            .unwrap();
+        for d in 0..devices {
+            let id = bulk_id(d);
+            device.execute(rusqlite::params![id, THERMOSTAT]).unwrap();
+            for k in 0..points {
                 insert
                     .execute(rusqlite::params![
-                        format!("bulk-{d:03}"),
-                        day_start + k * 5 * MINUTE,
-                        d * 1000 + k,
-                        json!({ "temperature": value }).to_string()
+                        id,
+                        start + k * spacing,
+                        d * points + k,
+                        format!("{{\"temperature\":{}}}", bulk_value(d, k))
                     ])
                     .unwrap();
             }
         }
-        tx.commit().unwrap();
     }
+    tx.commit().unwrap();
 }
 
-/// Two hundred devices, a day of five-minute readings each, written straight into the
-/// database: the cross-device aggregates agree with the same sums done here.
+fn bulk_id(d: i64) -> String {
+    format!("bulk-{d:04}")
+}
+
+fn bulk_value(d: i64, k: i64) -> f64 {
+    ((d * 31 + k * 17) % 97) as f64
+}
+
+/// The rollup test's smaller fleet: 200 devices, a day of five-minute readings.
+fn seed_bulk_day(gyre: &Gyre, day_start: i64) {
+    seed_bulk(gyre, day_start, 200, 288, 5 * MINUTE);
+}
+
+/// A fleet of two thousand thermostats with a day of readings every 90 seconds each (1.92
+/// million points), written straight into the database: the cross-device aggregates agree with
+/// the same sums done here.
 #[test]
-fn aggregates_across_many_devices_agree_with_the_data() {
+fn aggregates_across_a_fleet_of_thousands_agree_with_the_data() {
+    const DEVICES: i64 = 2_000;
+    const POINTS: i64 = 960;
+    const SPACING: i64 = 90 * 1000;
     let gyre = Gyre::start();
     publish_thermostat(&gyre.token_with_role("builder"));
     let now = now_millis();
-    let day_start = now - 24 * 60 * MINUTE;
-    seed_bulk_day(&gyre, day_start);
-    let value = |d: i64, k: i64| ((d * 31 + k * 17) % 97) as f64;
+    let day_start = now - POINTS * SPACING;
+    seed_bulk(&gyre, day_start, DEVICES, POINTS, SPACING);
     let admin = gyre.admin();
     // Top 10 by maximum over the day.
     let rows = run(
@@ -598,12 +616,12 @@ fn aggregates_across_many_devices_agree_with_the_data() {
              WHERE WITHIN_WINDOW(P1D) GROUP BY $id ORDER BY m DESC, s DESC"
         ),
     );
-    let mut per_device: Vec<(f64, f64, String)> = (0..200)
+    let mut per_device: Vec<(f64, f64, String)> = (0..DEVICES)
         .map(|d| {
             // The reading at exactly a day ago is out: the query's day ends a moment later.
-            let values: Vec<f64> = (1..288).map(|k| value(d, k)).collect();
+            let values: Vec<f64> = (1..POINTS).map(|k| bulk_value(d, k)).collect();
             let max = values.iter().cloned().fold(f64::MIN, f64::max);
-            (max, values.iter().sum(), format!("bulk-{d:03}"))
+            (max, values.iter().sum(), bulk_id(d))
         })
         .collect();
     per_device.sort_by(|a, b| {
@@ -630,14 +648,14 @@ fn aggregates_across_many_devices_agree_with_the_data() {
     );
     let hour = 60 * MINUTE;
     let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for d in 0..200 {
-        for k in 0..288 {
-            let at = day_start + k * 5 * MINUTE;
+    for d in 0..DEVICES {
+        for k in 0..POINTS {
+            let at = day_start + k * SPACING;
             if at >= from && at < now {
                 buckets
                     .entry(at / hour * hour)
                     .or_default()
-                    .push(value(d, k));
+                    .push(bulk_value(d, k));
             }
         }
     }
@@ -682,7 +700,7 @@ fn hourly_rollups_built_by_the_tick_change_no_answer() {
         ),
         format!(
             "SELECT $id, AVG(temperature) AS avg FROM {THERMOSTAT} WHERE $id IN \
-             ('bulk-007', 'bulk-150') AND WITHIN_WINDOW(P1D) GROUP BY $id"
+             ('bulk-0007', 'bulk-0150') AND WITHIN_WINDOW(P1D) GROUP BY $id"
         ),
     ];
     let raw: Vec<Vec<Value>> = queries.iter().map(|q| run(&admin, q)).collect();
@@ -713,7 +731,7 @@ fn hourly_rollups_built_by_the_tick_change_no_answer() {
         &gyre,
         "query-late-1",
         &[Sent {
-            device: "bulk-007".into(),
+            device: "bulk-0007".into(),
             at: now - 10 * 60 * MINUTE + 1234,
             component: None,
             body: json!({ "temperature": 500 }),
@@ -725,14 +743,14 @@ fn hourly_rollups_built_by_the_tick_change_no_answer() {
     );
     assert_eq!(
         run(&admin, &hottest)[0],
-        json!({"$id": "bulk-007", "m": 500})
+        json!({"$id": "bulk-0007", "m": 500})
     );
     let body = tick(&gyre);
     assert_eq!(body["inspected"]["lateDevices"], 1, "{body}");
     for _ in 0..10 {
         assert_eq!(
             run(&admin, &hottest)[0],
-            json!({"$id": "bulk-007", "m": 500})
+            json!({"$id": "bulk-0007", "m": 500})
         );
         if tick(&gyre)["rolledUp"]["caughtUp"] == true {
             break;
@@ -740,7 +758,7 @@ fn hourly_rollups_built_by_the_tick_change_no_answer() {
     }
     assert_eq!(
         run(&admin, &hottest)[0],
-        json!({"$id": "bulk-007", "m": 500})
+        json!({"$id": "bulk-0007", "m": 500})
     );
 }
 
