@@ -19,7 +19,8 @@ fn post_batch(gyre: &Gyre, secret: &str, body: &[u8]) -> gyre_tests::HttpRespons
     )
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding, as the ingest contract carries bodies.
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -231,10 +232,7 @@ fn the_tick_compacts_what_a_quiet_application_received_and_needs_the_secret() {
     let gyre = Gyre::start();
     let secret = gyre.internal_secret().to_owned();
     // Recent, so that retention (30 days) leaves them to compaction.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64;
+    let now = crate::now_millis();
     let messages: Vec<Value> = (0..3)
         .map(|n| {
             json!({"deviceId": "quiet-1", "enqueuedAt": now + n,

@@ -129,6 +129,14 @@ impl Gyre {
     }
 }
 
+/// The wall clock, Unix milliseconds: what the host stamps telemetry and tokens with.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as i64
+}
+
 /// The id of a built-in role by its display name, case-insensitively.
 pub fn role_id(name: &str) -> String {
     BUILT_IN_ROLES

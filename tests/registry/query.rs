@@ -5,42 +5,17 @@
 //! expected answer is computed here from the same points.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::{expect_error, Client, Gyre};
+use crate::ingest::base64;
+use crate::{expect_error, now_millis, Client, Gyre};
 
 const THERMOSTAT: &str = "dtmi:test:queryThermostat;1";
 const MINUTE: i64 = 60_000;
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn rfc3339(millis: i64) -> String {
     gyre_domain::time::Timestamp::from_unix_millis(millis).to_rfc3339()
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A thermostat: `temperature` and `humidity` telemetry, a reported `firmware`, a cloud

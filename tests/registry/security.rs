@@ -4,14 +4,14 @@
 //! administrator's day with API tokens and roles: create (the token shown once), list and get
 //! (never shown), conflict, revoke, expiry, and bad ids and bodies.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gyre_domain::auth::{Method, Requirement, Role, Route, BUILT_IN_ROLES, ROUTES};
 use gyre_domain::time::Timestamp;
 use gyre_tests::HttpResponse;
 use serde_json::{json, Value};
 
-use crate::{expect_error, role_id, Client, Gyre};
+use crate::{expect_error, now_millis, role_id, Client, Gyre};
 
 /// The id every concrete path uses for its `:name` segments. Nothing with this id exists.
 const PROBE_ID: &str = "security-probe";
@@ -93,13 +93,6 @@ fn protected_routes() -> impl Iterator<Item = &'static Route> {
     ROUTES
         .iter()
         .filter(|route| matches!(route.requirement, Requirement::Permission(_)))
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_millis() as i64
 }
 
 /// The base64 of 32 zero bytes, percent-encoded as in a token: a well-formed signature that

@@ -330,6 +330,26 @@ pub(super) fn http_request(
     Ok((status, body))
 }
 
+/// A SQL string literal, for the benches' seed scripts.
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// Stops gyre-host (gracefully, 10 s at most), reporting an unclean exit.
+fn stop(host: &mut Supervised) -> anyhow::Result<()> {
+    let status = host.stop(Duration::from_secs(10))?;
+    if !status.success() {
+        eprintln!("xtask: gyre-host exited with {status}");
+    }
+    Ok(())
+}
+
 /// spin.toml with its `source = "target/...` paths made absolute, so the copy in the scratch
 /// directory runs the components this build produced (as the end-to-end tests do).
 fn app_manifest(project: &Project) -> anyhow::Result<String> {

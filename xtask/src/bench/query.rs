@@ -16,18 +16,17 @@
 //! (c) every device of the template, last hour, average per device, (d) top 10 devices by
 //! maximum over a day; targets (a) < 2 ms, (b) < 20 ms, (c) and (d) < 500 ms, at p99.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
 use super::{
-    app_manifest, http_request, measure, print_table, start_gyre_host, Load, Measurement,
-    ScratchDir,
+    app_manifest, http_request, measure, print_table, sql_text, start_gyre_host, stop,
+    unix_millis, Load, Measurement, ScratchDir,
 };
 use crate::bootstrap;
 use crate::build;
 use crate::flags::BenchFlags;
-use crate::process::Supervised;
 use crate::project::Project;
 
 const N_DEVICES: u32 = 1_000;
@@ -266,24 +265,6 @@ fn seed_sql(now_millis: u64) -> String {
          CAST(((i * 7 + {last_point} * 13) % 1000) / 10.0 AS TEXT), {now_millis} FROM d;\n\
          COMMIT;\n"
     )
-}
-
-fn sql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
-}
-
-fn stop(host: &mut Supervised) -> anyhow::Result<()> {
-    let status = host.stop(Duration::from_secs(10))?;
-    if !status.success() {
-        eprintln!("xtask: gyre-host exited with {status}");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

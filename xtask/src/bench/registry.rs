@@ -18,18 +18,17 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
 use super::{
-    app_manifest, http_request, measure, print_table, start_gyre_host, Load, Measurement,
-    ScratchDir,
+    app_manifest, http_request, measure, print_table, sql_text, start_gyre_host, stop,
+    unix_millis, Load, Measurement, ScratchDir,
 };
 use crate::bootstrap;
 use crate::build;
 use crate::flags::BenchFlags;
-use crate::process::Supervised;
 use crate::project::Project;
 
 /// Devices loaded before measuring (the number).
@@ -235,25 +234,6 @@ fn seed_sql(n_devices: u32, now_millis: u64) -> String {
         model = sql_text(CAPABILITY_MODEL),
         group = sql_text(GROUP_ID),
     )
-}
-
-/// A SQL string literal.
-fn sql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
-}
-
-fn stop(host: &mut Supervised) -> anyhow::Result<()> {
-    let status = host.stop(Duration::from_secs(10))?;
-    if !status.success() {
-        eprintln!("xtask: gyre-host exited with {status}");
-    }
-    Ok(())
 }
 
 /// `GET path` must answer 200; returns the body.

@@ -141,8 +141,8 @@ mod tests {
     use crate::store::{migrate, RusqliteSql};
     use serde_json::json;
 
-    #[test]
-    fn a_reported_patch_is_stored_with_its_version_and_shows_as_reported() {
+    /// A migrated in-memory database holding one device, `d1`, and the time it was made.
+    fn with_device_d1() -> (RusqliteSql, Timestamp, DeviceId) {
         let mut sql = RusqliteSql::open_in_memory().unwrap();
         let now = Timestamp::from_unix_millis(1_764_000_000_000);
         migrate(&mut sql, now).unwrap();
@@ -152,7 +152,12 @@ mod tests {
             &[],
         )
         .unwrap();
-        let d1 = DeviceId::parse("d1").unwrap();
+        (sql, now, DeviceId::parse("d1").unwrap())
+    }
+
+    #[test]
+    fn a_reported_patch_is_stored_with_its_version_and_shows_as_reported() {
+        let (mut sql, now, d1) = with_device_d1();
         let fresh = get(&mut sql, &d1).unwrap().unwrap();
         assert_eq!(
             fresh.to_get_response(),
@@ -187,16 +192,7 @@ mod tests {
 
     #[test]
     fn a_desired_patch_grows_the_desired_version_only_and_the_device_reads_it() {
-        let mut sql = RusqliteSql::open_in_memory().unwrap();
-        let now = Timestamp::from_unix_millis(1_764_000_000_000);
-        migrate(&mut sql, now).unwrap();
-        sql.execute(
-            "INSERT INTO devices (id, etag, display_name, enabled, provisioned, simulated, \
-             created_at, updated_at) VALUES ('d1', 'e', 'd1', 1, 1, 0, 0, 0)",
-            &[],
-        )
-        .unwrap();
-        let d1 = DeviceId::parse("d1").unwrap();
+        let (mut sql, now, d1) = with_device_d1();
         let patch = json!({"targetTemperature": 21.5, "thermostat1": {"__t": "c", "targetTemperature": 19}});
         assert_eq!(patch_desired(&mut sql, &d1, &patch, now).unwrap(), Some(2));
         assert_eq!(
