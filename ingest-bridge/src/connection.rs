@@ -58,16 +58,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// The next packet; `Ok(None)` when the peer closed the stream between packets.
     pub async fn read_packet(&mut self) -> Result<Option<Packet>, ConnectionError> {
         loop {
-            match codec::check(&self.read_buffer, self.max_packet_size) {
-                Ok(frame_length) => {
-                    let frame = self.read_buffer.split_to(frame_length).freeze();
-                    return Ok(Some(codec::parse(frame)?));
-                }
-                Err(FrameError::Incomplete) => {}
-                Err(FrameError::Invalid(err)) => return Err(err.into()),
-                Err(FrameError::TooLarge { declared, max }) => {
-                    return Err(ConnectionError::TooLarge { declared, max })
-                }
+            if let Some(packet) = self.buffered_packet()? {
+                return Ok(Some(packet));
             }
             if self.stream.read_buf(&mut self.read_buffer).await? == 0 {
                 return if self.read_buffer.is_empty() {
@@ -75,6 +67,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 } else {
                     Err(ConnectionError::ResetInsideFrame)
                 };
+            }
+        }
+    }
+
+    /// The next packet if the read buffer already holds all of it; never touches the socket.
+    /// A peer that sends several packets in one segment has them all served before the next
+    /// read.
+    pub fn buffered_packet(&mut self) -> Result<Option<Packet>, ConnectionError> {
+        match codec::check(&self.read_buffer, self.max_packet_size) {
+            Ok(frame_length) => {
+                let frame = self.read_buffer.split_to(frame_length).freeze();
+                Ok(Some(codec::parse(frame)?))
+            }
+            Err(FrameError::Incomplete) => Ok(None),
+            Err(FrameError::Invalid(err)) => Err(err.into()),
+            Err(FrameError::TooLarge { declared, max }) => {
+                Err(ConnectionError::TooLarge { declared, max })
             }
         }
     }
