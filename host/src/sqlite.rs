@@ -8,7 +8,9 @@
 //! away from guests, the host serialises writers itself: a connection takes the database's
 //! write lock before a statement that writes or opens a transaction (`BEGIN`, `SAVEPOINT`) and
 //! releases it once the connection is back in autocommit mode. Readers outside a transaction
-//! never wait (WAL). A `busy_timeout` covers writers in other processes.
+//! never wait (WAL). A `busy_timeout` covers writers in other processes. Guests' connections
+//! never checkpoint the WAL; a thread per database does, beside the writers (see
+//! [`open_pooled`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,6 +45,10 @@ pub fn open_durable(path: &Path) -> rusqlite::Result<Connection> {
         tracing::warn!(path = %path.display(), %mode, "SQLite refused WAL mode");
     }
     conn.execute_batch("PRAGMA synchronous = FULL")?;
+    // A page cache of up to 64 MiB per connection (SQLite's default is 2 MiB): a large write
+    // (the ingest component moves 16k rows at a time) otherwise spills dirty pages to the WAL
+    // before its commit and its sorter to a temporary file. Pages are allocated as used.
+    conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY")?;
     Ok(conn)
 }
 
@@ -56,6 +62,69 @@ pub struct Database {
     idle: Mutex<Vec<Connection>>,
     /// Held by the one connection that is writing or inside a transaction.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Set when the database is dropped: its checkpointer thread ends.
+    stop_checkpointer: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How often the checkpointer looks for new WAL frames.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+impl Database {
+    /// The database at `path`, with its first pooled connection and its checkpointer.
+    fn open(path: &Path) -> rusqlite::Result<Database> {
+        let first = open_pooled(path)?;
+        let checkpointer = open_durable(path)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let shown = path.display().to_string();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || checkpoint_loop(checkpointer, &stop_flag, &shown))
+            .map_err(|err| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot start the WAL checkpointer: {err}")),
+                )
+            })?;
+        Ok(Database {
+            path: path.to_path_buf(),
+            idle: Mutex::new(vec![first]),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            stop_checkpointer: stop,
+        })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.stop_checkpointer
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A guest's connection: as [`open_durable`], but it never checkpoints the WAL itself. SQLite's
+/// automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, while that commit
+/// still holds the write lock every other writer waits for; here a thread of the database's
+/// own does it beside the writers instead (a passive checkpoint takes no write lock).
+/// Durability is unchanged: a commit is durable once its WAL frames are synced.
+fn open_pooled(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = open_durable(path)?;
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+    Ok(conn)
+}
+
+/// Copies committed WAL frames into the database file every [`CHECKPOINT_INTERVAL`] while the
+/// database is open (passive: never waits for or blocks a writer or a reader).
+fn checkpoint_loop(conn: Connection, stop: &std::sync::atomic::AtomicBool, path: &str) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        let checkpointed = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(0)
+        });
+        if let Err(err) = checkpointed {
+            tracing::warn!(path, error = %err, "WAL checkpoint failed");
+        }
+    }
 }
 
 /// The `connection` resource handed to a guest.
@@ -106,13 +175,7 @@ pub fn open_each_path<T>(
 impl Databases {
     /// Opens (creating) every database file once, so that problems show at load.
     pub fn open(paths: &BTreeMap<String, PathBuf>) -> Result<Databases, Vec<String>> {
-        let by_label = open_each_path("sqlite database", paths, |path| {
-            Ok(Database {
-                path: path.to_path_buf(),
-                idle: Mutex::new(vec![open_durable(path)?]),
-                write_lock: Arc::new(tokio::sync::Mutex::new(())),
-            })
-        })?;
+        let by_label = open_each_path("sqlite database", paths, Database::open)?;
         Ok(Databases { by_label })
     }
 
@@ -133,7 +196,7 @@ impl Database {
     fn take_connection(&self) -> rusqlite::Result<Connection> {
         match self.take_idle() {
             Some(conn) => Ok(conn),
-            None => open_durable(&self.path),
+            None => open_pooled(&self.path),
         }
     }
 
