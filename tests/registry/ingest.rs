@@ -123,7 +123,8 @@ fn a_batch_is_stored_once_and_a_replay_is_a_duplicate() {
     assert_eq!(count(&db, "ingest_batches"), 1);
     let temp: String = db
         .query_row(
-            "SELECT value FROM last_values WHERE device_id = 'thermostat-1' AND component = '' AND name = 'temp'",
+            "SELECT j.value -> 0 FROM last_values l, json_each(l.fields) j \
+             WHERE l.device_id = 'thermostat-1' AND l.component = '' AND j.key = 'temp'",
             [],
             |row| row.get(0),
         )
@@ -203,7 +204,9 @@ fn a_large_backlog_is_compacted_without_losing_or_duplicating_a_message() {
         let messages: Vec<Value> = (0..8_200)
             .map(|i| json!({"deviceId": format!("d{}", i % 7), "enqueuedAt": b * 10_000 + i, "body": ""}))
             .collect();
-        let body = serde_json::to_vec(&json!({"batchId": format!("big-{b}"), "messages": messages})).unwrap();
+        let body =
+            serde_json::to_vec(&json!({"batchId": format!("big-{b}"), "messages": messages}))
+                .unwrap();
         let response = post_batch(&gyre, gyre.internal_secret(), &body);
         assert_eq!(response.status, 200, "{}", response.body);
     }
@@ -223,8 +226,12 @@ fn a_large_backlog_is_compacted_without_losing_or_duplicating_a_message() {
 
 /// `POST /internal/tick`, as the bridge sends it every second.
 fn tick(gyre: &Gyre, secret: &str) -> gyre_tests::HttpResponse {
-    gyre.host()
-        .request_with_headers("POST", "/internal/tick", &[("x-gyre-internal-secret", secret)], b"")
+    gyre.host().request_with_headers(
+        "POST",
+        "/internal/tick",
+        &[("x-gyre-internal-secret", secret)],
+        b"",
+    )
 }
 
 #[test]
@@ -242,16 +249,30 @@ fn the_tick_compacts_what_a_quiet_application_received_and_needs_the_secret() {
     let body = serde_json::to_vec(&json!({"batchId": "quiet", "messages": messages})).unwrap();
     assert_eq!(post_batch(&gyre, &secret, &body).status, 200);
     let db = Connection::open(gyre.database_path()).unwrap();
-    assert_eq!(count(&db, "telemetry_inbox"), 3, "a small batch waits in the inbox");
+    assert_eq!(
+        count(&db, "telemetry_inbox"),
+        3,
+        "a small batch waits in the inbox"
+    );
 
     expect_error(&tick(&gyre, "not-the-secret"), 401);
-    expect_error(&gyre.admin().request("POST", "/internal/tick", &[], b""), 401);
-    assert_eq!(count(&db, "telemetry_inbox"), 3, "a refused tick did nothing");
+    expect_error(
+        &gyre.admin().request("POST", "/internal/tick", &[], b""),
+        401,
+    );
+    assert_eq!(
+        count(&db, "telemetry_inbox"),
+        3,
+        "a refused tick did nothing"
+    );
 
     let ticked = tick(&gyre, &secret);
     assert_eq!(ticked.status, 200, "{}", ticked.body);
     assert_eq!(ticked.json()["compacted"], 3);
-    assert_eq!((count(&db, "telemetry_inbox"), count(&db, "telemetry")), (0, 3));
+    assert_eq!(
+        (count(&db, "telemetry_inbox"), count(&db, "telemetry")),
+        (0, 3)
+    );
     assert_eq!(stored(&db).len(), 3, "compaction moves, never loses");
     // Batch ids are kept for an hour, so a retry of this batch is still a duplicate.
     assert_eq!(ticked.json()["prunedBatchIds"], 0);

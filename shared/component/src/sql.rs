@@ -33,7 +33,16 @@ impl SpinSql {
 
 impl Sql for SpinSql {
     fn execute(&mut self, statement: &str, params: &[Value]) -> Result<Rows, StoreError> {
-        let params: Vec<sqlite::Value> = params.iter().map(to_spin).collect();
+        self.run(statement, params.iter().cloned().map(into_spin).collect())
+    }
+
+    fn execute_owned(&mut self, statement: &str, params: Vec<Value>) -> Result<Rows, StoreError> {
+        self.run(statement, params.into_iter().map(into_spin).collect())
+    }
+}
+
+impl SpinSql {
+    fn run(&mut self, statement: &str, params: Vec<sqlite::Value>) -> Result<Rows, StoreError> {
         let result = self
             .connection
             .execute(statement, &params)
@@ -50,13 +59,13 @@ impl Sql for SpinSql {
     }
 }
 
-fn to_spin(value: &Value) -> sqlite::Value {
+fn into_spin(value: Value) -> sqlite::Value {
     match value {
         Value::Null => sqlite::Value::Null,
-        Value::Integer(integer) => sqlite::Value::Integer(*integer),
-        Value::Real(real) => sqlite::Value::Real(*real),
-        Value::Text(text) => sqlite::Value::Text(text.clone()),
-        Value::Blob(blob) => sqlite::Value::Blob(blob.clone()),
+        Value::Integer(integer) => sqlite::Value::Integer(integer),
+        Value::Real(real) => sqlite::Value::Real(real),
+        Value::Text(text) => sqlite::Value::Text(text),
+        Value::Blob(blob) => sqlite::Value::Blob(blob),
     }
 }
 

@@ -21,8 +21,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use super::{
-    app_manifest, http_request, measure, print_table, sql_text, start_gyre_host, stop,
-    unix_millis, Load, Measurement, ScratchDir,
+    app_manifest, http_request, measure, print_table, sql_text, start_gyre_host, stop, unix_millis,
+    Load, Measurement, ScratchDir,
 };
 use crate::bootstrap;
 use crate::build;
@@ -260,9 +260,10 @@ fn seed_sql(now_millis: u64) -> String {
          CAST(json_object('temperature', {value}) AS BLOB), \
          json_object('temperature', {value}) FROM d, k ORDER BY 1, 2;\n\
          WITH RECURSIVE d(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM d WHERE i < {last_device}) \
-         INSERT INTO last_values (device_id, component, name, value, enqueued_at) \
-         SELECT printf('qdev-%04d', i), '', 'temperature', \
-         CAST(((i * 7 + {last_point} * 13) % 1000) / 10.0 AS TEXT), {now_millis} FROM d;\n\
+         INSERT INTO last_values (device_id, component, fields, at) \
+         SELECT printf('qdev-%04d', i), '', json_object('temperature', \
+         json_array(((i * 7 + {last_point} * 13) % 1000) / 10.0, {now_millis})), \
+         {now_millis} FROM d;\n\
          COMMIT;\n"
     )
 }

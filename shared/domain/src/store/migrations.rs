@@ -81,6 +81,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "telemetry_rollups",
         statements: &[TELEMETRY_ROLLUPS_TABLE, TELEMETRY_ROLLUP_STATE_TABLE],
     },
+    Migration {
+        name: "last_values_per_component",
+        statements: &[
+            LAST_VALUES_PER_COMPONENT_TABLE,
+            LAST_VALUES_PER_COMPONENT_COPY,
+            LAST_VALUES_PER_FIELD_DROP,
+            LAST_VALUES_PER_COMPONENT_RENAME,
+        ],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -216,7 +225,8 @@ const TELEMETRY_TABLE: &str = "CREATE TABLE telemetry (\
      PRIMARY KEY (device_id, enqueued_at, seq)) WITHOUT ROWID";
 
 /// The last known value of each telemetry field per device and component (`''`: the root
-/// Interface), with the enqueued time of the message that carried it.
+/// Interface), with the enqueued time of the message that carried it. Replaced by one row per
+/// device and component in migration `last_values_per_component`.
 const LAST_VALUES_TABLE: &str = "CREATE TABLE last_values (\
      device_id TEXT NOT NULL, \
      component TEXT NOT NULL, \
@@ -460,3 +470,24 @@ fn apply<S: Sql>(
     tx.execute(&format!("PRAGMA user_version = {version}"), &[])?;
     Ok(())
 }
+
+// Last known values, one row per (device, component) instead of one per field (migration
+// `last_values_per_component`): a batch from 100 devices sending six fields writes 100 rows, not
+// 600, and ingest holds SQLite's one write lock that much shorter. `fields` is a JSON object
+// `{"<name>": [<value>, <enqueued_at>]}`; `at` is the newest of those times. Written by
+// `store::telemetry` (a newer batch's fields override, an older one's only fill in names not
+// seen yet), read with `json_each`.
+const LAST_VALUES_PER_COMPONENT_TABLE: &str = "CREATE TABLE last_values_per_component (\
+     device_id TEXT NOT NULL, \
+     component TEXT NOT NULL, \
+     fields TEXT NOT NULL, \
+     at INTEGER NOT NULL, \
+     PRIMARY KEY (device_id, component)) WITHOUT ROWID";
+const LAST_VALUES_PER_COMPONENT_COPY: &str = "INSERT INTO last_values_per_component \
+     (device_id, component, fields, at) \
+     SELECT device_id, component, \
+     json_group_object(name, json_array(json(value), enqueued_at)), max(enqueued_at) \
+     FROM last_values GROUP BY device_id, component";
+const LAST_VALUES_PER_FIELD_DROP: &str = "DROP TABLE last_values";
+const LAST_VALUES_PER_COMPONENT_RENAME: &str =
+    "ALTER TABLE last_values_per_component RENAME TO last_values";

@@ -27,9 +27,9 @@ mod rusqlite;
 pub mod settings;
 pub mod telemetry;
 pub mod telemetry_query;
-pub mod twins;
 #[cfg(all(test, feature = "rusqlite"))]
 mod tests;
+pub mod twins;
 
 #[cfg(feature = "rusqlite")]
 pub use self::rusqlite::RusqliteSql;
@@ -100,6 +100,13 @@ impl Inserted {
 pub trait Sql {
     /// Runs exactly one statement with positional parameters and returns its rows.
     fn execute(&mut self, statement: &str, params: &[Value]) -> Result<Rows, StoreError>;
+
+    /// [`Sql::execute`] with parameters the caller gives up, so a backend that must convert
+    /// them (Spin's) moves their strings and blobs instead of copying them. For the hot paths
+    /// (ingest writes each message's body through here).
+    fn execute_owned(&mut self, statement: &str, params: Vec<Value>) -> Result<Rows, StoreError> {
+        self.execute(statement, &params)
+    }
 
     /// Runs `work` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if `work` or the commit
     /// fails. `IMMEDIATE` takes SQLite's write lock up front, so a read-then-write inside

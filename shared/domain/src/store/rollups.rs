@@ -77,9 +77,11 @@ pub fn inspect_inbox<S: Sql>(sql: &mut S, max_rows: u32) -> Result<Inspected, St
 
 fn inspect_step<S: Sql>(sql: &mut S, max_rows: u32) -> Result<Inspected, StoreError> {
     let mut inspected = Inspected::default();
+    // One subquery per bound, so each is read from an end of the b-tree (see
+    // `telemetry::inbox_len`), not by scanning the inbox.
     let bounds = sql.execute(
-        "SELECT min(seq), max(seq), \
-         (SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_inbox') FROM telemetry_inbox",
+        "SELECT (SELECT min(seq) FROM telemetry_inbox), (SELECT max(seq) FROM telemetry_inbox), \
+         (SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_inbox')",
         &[],
     )?;
     let row = bounds.rows.first().cloned().unwrap_or_default();

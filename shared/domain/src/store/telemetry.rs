@@ -17,7 +17,15 @@
 //!   telemetry of the message's component (`$.sub`) are listed in `unmodeled` (a device without
 //!   a template, or unknown, has every field unmodeled). Fields are kept either way.
 //! - `last_values`: per (device, component, field), the value of the newest message by
-//!   enqueued time; an older message (a late retry) never overwrites a newer value.
+//!   enqueued time, kept as one row per (device, component) whose `fields` object holds
+//!   `[value, enqueued_at]` per name (one row per device a batch, not one per field). A
+//!   batch's own newest wins inside it; against the stored row, a newer batch overrides and an
+//!   older one (a late retry) only adds names not seen yet, so it never overwrites a newer
+//!   value.
+//!
+//! Only SQLite's own work runs inside the transaction: decoding, the device lookup and building
+//! every statement happen before `BEGIN`, because SQLite has one writer at a time and the
+//! time a batch holds the write lock bounds the ingest rate.
 //! - `connectivity`: one row per connect or disconnect event.
 //! - `devices.provisioned = 1` for registered devices that sent a message or connected.
 //!   Unknown device ids keep their rows but create no device. The device's etag is left
@@ -160,6 +168,10 @@ struct PropertiesColumn<'a> {
 }
 
 /// Writes `batch` in one transaction (see the module docs). `now` is recorded with the batch id.
+///
+/// Everything that is not SQLite's own work happens before `BEGIN`: decoding, the lookup of the
+/// batch's devices (reads), and building every statement with its parameters. SQLite has one
+/// writer at a time, so the time a batch holds the write lock bounds the ingest rate.
 pub fn apply_batch<S: Sql>(
     sql: &mut S,
     batch: &IngestBatch,
@@ -169,6 +181,13 @@ pub fn apply_batch<S: Sql>(
     let incoming = decode(batch, &bodies)?;
     let n_messages = u32::try_from(incoming.len()).unwrap_or(u32::MAX);
     let n_events = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
+    // Read outside the transaction: what a device's template models only decides which fields
+    // are listed as unmodeled, and marking a device provisioned is idempotent.
+    let known = known_devices(sql, batch)?;
+    let mut writes = inbox_inserts(&incoming, &known);
+    writes.extend(last_value_upserts(&incoming));
+    writes.extend(connectivity_inserts(batch));
+    writes.extend(provisioned_updates(batch, &known));
     sql.transaction(|tx| {
         const CLAIM: &str = "INSERT INTO ingest_batches (batch_id, at, n_messages, n_events) \
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id";
@@ -189,11 +208,9 @@ pub fn apply_batch<S: Sql>(
                 duplicate: true,
             });
         }
-        let known = known_devices(tx, batch)?;
-        insert_inbox(tx, &incoming, &known)?;
-        upsert_last_values(tx, &incoming)?;
-        insert_connectivity(tx, batch)?;
-        mark_provisioned(tx, batch, &known)?;
+        for (statement, params) in writes {
+            tx.execute_owned(&statement, params)?;
+        }
         Ok(IngestResult {
             batch_id: batch.batch_id.clone(),
             n_messages,
@@ -255,10 +272,13 @@ pub fn prune_batches<S: Sql>(
     Ok(rows.rows.len() as u64)
 }
 
-/// Rows waiting in the inbox, in O(1): the inbox's `seq`s are contiguous (rows are appended
-/// with increasing `seq` and removed from the low end only), so this is `max - min + 1`.
+/// Rows waiting in the inbox, in O(log n): the inbox's `seq`s are contiguous (rows are appended
+/// with increasing `seq` and removed from the low end only), so this is `max - min + 1`. Each
+/// bound is its own subquery: SQLite reads a lone `min()` or `max()` of the key from one end of
+/// the b-tree, but scans the whole table for an expression holding both.
 pub fn inbox_len<S: Sql>(sql: &mut S) -> Result<u64, StoreError> {
-    const SPAN: &str = "SELECT max(seq) - min(seq) + 1 FROM telemetry_inbox";
+    const SPAN: &str = "SELECT (SELECT max(seq) FROM telemetry_inbox) \
+         - (SELECT min(seq) FROM telemetry_inbox) + 1";
     let rows = sql.execute(SPAN, &[])?;
     match rows.scalar() {
         Some(Value::Integer(n)) => Ok(*n as u64),
@@ -311,8 +331,9 @@ pub fn series<S: Sql>(
 
 /// The last known values of `device_id`, by component and name.
 pub fn last_values<S: Sql>(sql: &mut S, device_id: &str) -> Result<Vec<LastValue>, StoreError> {
-    const GET: &str = "SELECT component, name, value, enqueued_at FROM last_values \
-         WHERE device_id = ?1 ORDER BY component, name";
+    const GET: &str = "SELECT l.component, j.key, j.value -> 0, j.value ->> 1 \
+         FROM last_values l, json_each(l.fields) j WHERE l.device_id = ?1 \
+         ORDER BY l.component, j.key";
     let rows = sql.execute(GET, &[Value::Text(device_id.to_owned())])?;
     let mut out = Vec::with_capacity(rows.rows.len());
     for row in &rows.rows {
@@ -532,7 +553,7 @@ impl Known {
     }
 }
 
-fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, StoreError> {
+fn known_devices<S: Sql>(sql: &mut S, batch: &IngestBatch) -> Result<Known, StoreError> {
     const TEMPLATE: &str = "SELECT capability_model FROM device_templates WHERE id = ?1";
     let ids: BTreeSet<&str> = batch
         .messages
@@ -555,7 +576,7 @@ fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, Store
             .iter()
             .map(|id| Value::Text((*id).to_owned()))
             .collect();
-        let rows = tx.execute(&statement, &params)?;
+        let rows = sql.execute(&statement, &params)?;
         for row in rows.rows {
             let Some(id) = row[0].as_text().map(str::to_owned) else {
                 continue;
@@ -571,7 +592,7 @@ fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, Store
         .filter_map(|(_, template)| template.clone())
         .collect();
     for template in templates {
-        let rows = tx.execute(TEMPLATE, &[Value::Text(template.clone())])?;
+        let rows = sql.execute(TEMPLATE, &[Value::Text(template.clone())])?;
         let model = rows
             .scalar()
             .and_then(Value::as_text)
@@ -584,34 +605,58 @@ fn known_devices<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<Known, Store
     Ok(known)
 }
 
-fn insert_inbox<S: Sql>(
-    tx: &mut S,
-    incoming: &[Incoming<'_>],
-    known: &Known,
-) -> Result<(), StoreError> {
-    const COLUMNS: usize = 9;
-    for chunk in incoming.chunks(INSERT_CHUNK) {
-        let mut statement = String::from(
-            "INSERT INTO telemetry_inbox (device_id, module_id, component, enqueued_at, \
-             device_time, properties, body, fields, unmodeled) VALUES ",
-        );
-        let mut params = Vec::with_capacity(chunk.len() * COLUMNS);
-        for (i, message) in chunk.iter().enumerate() {
-            if i > 0 {
-                statement.push_str(", ");
+/// A statement and its parameters, built before the transaction that runs it.
+type Write = (String, Vec<Value>);
+
+/// Multi-row statements of `chunk`s of `items`: `head`, then one `row` placeholder group per
+/// item, then `tail`; `params` gives an item's parameters.
+fn multi_row<T>(
+    items: &[T],
+    head: &str,
+    row: &str,
+    tail: &str,
+    mut params: impl FnMut(&T, &mut Vec<Value>),
+) -> Vec<Write> {
+    items
+        .chunks(INSERT_CHUNK)
+        .map(|chunk| {
+            let mut statement =
+                String::with_capacity(head.len() + chunk.len() * (row.len() + 2) + tail.len());
+            statement.push_str(head);
+            let mut values = Vec::new();
+            for (i, item) in chunk.iter().enumerate() {
+                if i > 0 {
+                    statement.push_str(", ");
+                }
+                statement.push_str(row);
+                params(item, &mut values);
             }
-            statement.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            statement.push_str(tail);
+            (statement, values)
+        })
+        .collect()
+}
+
+fn inbox_inserts(incoming: &[Incoming<'_>], known: &Known) -> Vec<Write> {
+    multi_row(
+        incoming,
+        "INSERT INTO telemetry_inbox (device_id, module_id, component, enqueued_at, \
+         device_time, properties, body, fields, unmodeled) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "",
+        |message, params| {
             let model = known.model(&message.message.device_id);
-            let unmodeled: Vec<&str> = message
-                .fields
-                .iter()
-                .flat_map(Fields::names)
-                .filter(|name| {
-                    model
-                        .and_then(|m| m.telemetry(message.component, name))
-                        .is_none()
-                })
-                .collect();
+            // A JSON array of the names the template does not model, built as text.
+            let mut unmodeled = String::new();
+            for name in message.fields.iter().flat_map(Fields::names) {
+                if model
+                    .and_then(|m| m.telemetry(message.component, name))
+                    .is_none()
+                {
+                    unmodeled.push(if unmodeled.is_empty() { '[' } else { ',' });
+                    push_json_string(&mut unmodeled, name);
+                }
+            }
             params.extend([
                 Value::Text(message.message.device_id.clone()),
                 opt_text(message.message.module_id.as_deref()),
@@ -627,76 +672,109 @@ fn insert_inbox<S: Sql>(
                 if unmodeled.is_empty() {
                     Value::Null
                 } else {
-                    Value::Text(serde_json::json!(unmodeled).to_string())
+                    unmodeled.push(']');
+                    Value::Text(unmodeled)
                 },
             ]);
-        }
-        tx.execute(&statement, &params)?;
-    }
-    Ok(())
+        },
+    )
 }
 
-fn upsert_last_values<S: Sql>(tx: &mut S, incoming: &[Incoming<'_>]) -> Result<(), StoreError> {
-    // The newest value per key within the batch (later in the batch wins a tie), so each key
-    // is written once per batch.
-    let mut latest: BTreeMap<(&str, &str, &str), (std::borrow::Cow<'_, str>, i64)> =
-        BTreeMap::new();
+fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
+    /// One device's component in this batch: the newest value of each of its fields (later in
+    /// the batch wins a tie) and the newest time of all.
+    struct Newest<'a> {
+        device: &'a str,
+        component: &'a str,
+        at: i64,
+        fields: Vec<(&'a str, std::borrow::Cow<'a, str>, i64)>,
+    }
+    // This runs for every field of every message: a device sends a handful of distinct
+    // fields, so a short list searched linearly beats a map keyed by three strings.
+    let mut index: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    let mut newest: Vec<Newest<'_>> = Vec::new();
     for message in incoming {
         let Some(fields) = &message.fields else {
             continue;
         };
         let at = message.message.enqueued_at;
+        let device = message.message.device_id.as_str();
+        let component = message.component.unwrap_or("");
+        let slot = *index.entry((device, component)).or_insert_with(|| {
+            newest.push(Newest {
+                device,
+                component,
+                at,
+                fields: Vec::new(),
+            });
+            newest.len() - 1
+        });
+        let entry = &mut newest[slot];
+        entry.at = entry.at.max(at);
         for (name, value) in fields.entries() {
-            let key = (
-                message.message.device_id.as_str(),
-                message.component.unwrap_or(""),
-                name,
-            );
-            match latest.get(&key) {
-                Some((_, seen)) if *seen > at => {}
-                _ => {
-                    latest.insert(key, (value, at));
+            match entry.fields.iter_mut().find(|(seen, _, _)| *seen == name) {
+                Some(field) if at >= field.2 => *field = (name, value, at),
+                Some(_) => {}
+                None => entry.fields.push((name, value, at)),
+            }
+        }
+    }
+    multi_row(
+        &newest,
+        "INSERT INTO last_values (device_id, component, fields, at) VALUES ",
+        "(?, ?, ?, ?)",
+        // A newer batch's fields override; an older one (a late retry) only adds names not
+        // seen yet, so it never overwrites a newer value.
+        " ON CONFLICT (device_id, component) DO UPDATE SET fields = CASE \
+         WHEN excluded.at >= last_values.at THEN json_patch(last_values.fields, excluded.fields) \
+         ELSE json_patch(excluded.fields, last_values.fields) END, \
+         at = max(last_values.at, excluded.at)",
+        |entry, params| {
+            // `{"<name>": [<value>, <at>], ...}`
+            let mut object = String::with_capacity(entry.fields.len() * 32);
+            object.push('{');
+            for (i, (name, value, at)) in entry.fields.iter().enumerate() {
+                if i > 0 {
+                    object.push(',');
                 }
+                push_json_string(&mut object, name);
+                object.push_str(":[");
+                object.push_str(value);
+                object.push(',');
+                object.push_str(&at.to_string());
+                object.push(']');
             }
-        }
-    }
-    let entries: Vec<_> = latest.into_iter().collect();
-    for chunk in entries.chunks(INSERT_CHUNK) {
-        let mut statement = String::from(
-            "INSERT INTO last_values (device_id, component, name, value, enqueued_at) VALUES ",
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 5);
-        for (i, ((device, component, name), (value, at))) in chunk.iter().enumerate() {
-            if i > 0 {
-                statement.push_str(", ");
-            }
-            statement.push_str("(?, ?, ?, ?, ?)");
+            object.push('}');
             params.extend([
-                Value::Text((*device).to_owned()),
-                Value::Text((*component).to_owned()),
-                Value::Text((*name).to_owned()),
-                Value::Text(value.clone().into_owned()),
-                Value::Integer(*at),
+                Value::Text(entry.device.to_owned()),
+                Value::Text(entry.component.to_owned()),
+                Value::Text(object),
+                Value::Integer(entry.at),
             ]);
-        }
-        statement.push_str(
-            " ON CONFLICT (device_id, component, name) DO UPDATE SET value = excluded.value, \
-             enqueued_at = excluded.enqueued_at WHERE excluded.enqueued_at >= last_values.enqueued_at",
-        );
-        tx.execute(&statement, &params)?;
-    }
-    Ok(())
+        },
+    )
 }
 
-fn insert_connectivity<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<(), StoreError> {
-    for chunk in batch.events.chunks(INSERT_CHUNK) {
-        let mut statement = String::from("INSERT INTO connectivity (device_id, kind, at) VALUES ");
-        let mut params = Vec::with_capacity(chunk.len() * 3);
-        for (i, event) in chunk.iter().enumerate() {
-            if i > 0 {
-                statement.push_str(", ");
-            }
-            statement.push_str("(?, ?, ?)");
+/// Appends `text` as a JSON string: quoted as is when nothing in it needs an escape (field
+/// names nearly always), through serde_json otherwise.
+fn push_json_string(out: &mut String, text: &str) {
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    }
+}
+
+fn connectivity_inserts(batch: &IngestBatch) -> Vec<Write> {
+    multi_row(
+        &batch.events,
+        "INSERT INTO connectivity (device_id, kind, at) VALUES ",
+        "(?, ?, ?)",
+        "",
+        |event, params| {
             params.extend([
                 Value::Text(event.device_id.clone()),
                 Value::Text(
@@ -708,17 +786,13 @@ fn insert_connectivity<S: Sql>(tx: &mut S, batch: &IngestBatch) -> Result<(), St
                 ),
                 Value::Integer(event.at),
             ]);
-        }
-        tx.execute(&statement, &params)?;
-    }
-    Ok(())
+        },
+    )
 }
 
-fn mark_provisioned<S: Sql>(
-    tx: &mut S,
-    batch: &IngestBatch,
-    known: &Known,
-) -> Result<(), StoreError> {
+/// `provisioned = 1` for the batch's registered devices that sent a message or connected and
+/// were not provisioned when [`known_devices`] looked.
+fn provisioned_updates(batch: &IngestBatch, known: &Known) -> Vec<Write> {
     let active: BTreeSet<&str> = batch
         .messages
         .iter()
@@ -732,13 +806,15 @@ fn mark_provisioned<S: Sql>(
         )
         .filter(|id| matches!(known.devices.get(*id), Some((false, _))))
         .collect();
-    for id in active {
-        tx.execute(
-            "UPDATE devices SET provisioned = 1 WHERE id = ?1 AND provisioned = 0",
-            &[Value::Text(id.to_owned())],
-        )?;
-    }
-    Ok(())
+    active
+        .into_iter()
+        .map(|id| {
+            (
+                "UPDATE devices SET provisioned = 1 WHERE id = ?1 AND provisioned = 0".to_owned(),
+                vec![Value::Text(id.to_owned())],
+            )
+        })
+        .collect()
 }
 
 // ---- reading ----
@@ -956,7 +1032,12 @@ mod tests {
         let b = batch(
             "b-esc",
             vec![
-                message("d1", T0, br#" { "te\u006dp" : 21.50 , "nested": {"a": [1, 2]} } "#, &[]),
+                message(
+                    "d1",
+                    T0,
+                    br#" { "te\u006dp" : 21.50 , "nested": {"a": [1, 2]} } "#,
+                    &[],
+                ),
                 message("d1", T0 + 1, br#"{"fan": "on", "fan": "off"}"#, &[]),
                 message("d1", T0 + 2, br#"[1, 2]"#, &[]),
             ],
@@ -1077,6 +1158,40 @@ mod tests {
                 ("".into(), "fan".into(), json!("off"), T0 + 20),
                 ("".into(), "temp".into(), json!(20), T0 + 10),
                 ("sensor".into(), "humidity".into(), json!(30), T0 + 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn names_are_written_as_json_strings_escaped_only_when_they_must_be() {
+        for name in ["temp", "tab\there", "quote\"d", "back\\slash", "caf\u{e9}"] {
+            let mut out = String::new();
+            push_json_string(&mut out, name);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), name, "{out}");
+        }
+    }
+
+    #[test]
+    fn a_late_batch_adds_fields_never_seen_but_overwrites_none() {
+        let mut sql = with_devices();
+        let apply = |sql: &mut RusqliteSql, id: &str, at: i64, body: &[u8]| {
+            let b = batch(id, vec![message("d1", at, body, &[])]);
+            apply_batch(sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+        };
+        apply(&mut sql, "b-1", T0 + 10, br#"{"temp":20.50,"mode":"eco"}"#);
+        apply(&mut sql, "b-2", T0 + 5, br#"{"temp":19,"battery":80}"#);
+        apply(&mut sql, "b-3", T0 + 30, br#"{"mode":null}"#);
+        let values: Vec<_> = last_values(&mut sql, "d1")
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name, v.value, v.enqueued_at))
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                ("battery".into(), json!(80), T0 + 5),
+                ("mode".into(), json!(null), T0 + 30),
+                ("temp".into(), json!(20.5), T0 + 10),
             ]
         );
     }

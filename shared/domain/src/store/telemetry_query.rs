@@ -1153,8 +1153,9 @@ pub fn last_value<S: Sql>(
     component: &str,
     name: &str,
 ) -> Result<Option<(Json, Timestamp)>, StoreError> {
-    const GET: &str = "SELECT value, enqueued_at FROM last_values \
-         WHERE device_id = ?1 AND component = ?2 AND name = ?3";
+    const GET: &str = "SELECT j.value -> 0, j.value ->> 1 \
+         FROM last_values l, json_each(l.fields) j \
+         WHERE l.device_id = ?1 AND l.component = ?2 AND j.key = ?3";
     let rows = sql.execute(
         GET,
         &[

@@ -607,8 +607,9 @@ fn queries_that_cannot_run_say_why() {
 fn last_values_are_per_device_component_and_name() {
     let mut sql = seeded();
     sql.execute(
-        "INSERT INTO last_values (device_id, component, name, value, enqueued_at) VALUES \
-         ('d1', '', 'temperature', '21.5', ?1), ('d1', 'sensor', 'pressure', '1003', ?1)",
+        "INSERT INTO last_values (device_id, component, fields, at) VALUES \
+         ('d1', '', json_object('temperature', json_array(21.5, ?1)), ?1), \
+         ('d1', 'sensor', json_object('pressure', json_array(1003, ?1)), ?1)",
         &[Value::Integer(T0)],
     )
     .unwrap();

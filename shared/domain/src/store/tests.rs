@@ -356,3 +356,58 @@ fn one_call_runs_one_statement_as_spin_does() {
     );
     assert!(!table_exists(&mut sql, "a"));
 }
+
+#[test]
+fn last_values_kept_per_field_are_carried_into_one_row_per_component() {
+    let mut sql = memory();
+    let before = MIGRATIONS
+        .iter()
+        .position(|m| m.name == "last_values_per_component")
+        .unwrap();
+    migrate_with(&mut sql, &MIGRATIONS[..before], at(CREATED)).unwrap();
+    sql.execute(
+        "INSERT INTO last_values (device_id, component, name, value, enqueued_at) VALUES \
+         ('d1', '', 'temp', '21.5', 10), ('d1', '', 'mode', '\"eco\"', 30), \
+         ('d1', 'th1', 'temp', '{\"a\":[1,2]}', 20)",
+        &[],
+    )
+    .unwrap();
+    migrate_with(&mut sql, MIGRATIONS, at(LATER)).unwrap();
+    let rows = sql
+        .execute(
+            "SELECT l.device_id, l.component, l.at, j.key, j.value -> 0, j.value ->> 1 \
+             FROM last_values l, json_each(l.fields) j ORDER BY 1, 2, 4",
+            &[],
+        )
+        .unwrap();
+    let text = |v: &str| Value::Text(v.to_owned());
+    assert_eq!(
+        rows.rows,
+        vec![
+            vec![
+                text("d1"),
+                text(""),
+                Value::Integer(30),
+                text("mode"),
+                text("\"eco\""),
+                Value::Integer(30)
+            ],
+            vec![
+                text("d1"),
+                text(""),
+                Value::Integer(30),
+                text("temp"),
+                text("21.5"),
+                Value::Integer(10)
+            ],
+            vec![
+                text("d1"),
+                text("th1"),
+                Value::Integer(20),
+                text("temp"),
+                text("{\"a\":[1,2]}"),
+                Value::Integer(20)
+            ],
+        ]
+    );
+}
