@@ -688,9 +688,11 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
         component: &'a str,
         at: i64,
         fields: Vec<(&'a str, std::borrow::Cow<'a, str>, i64)>,
+        /// Where each name is in `fields`.
+        positions: std::collections::HashMap<&'a str, usize>,
     }
-    // This runs for every field of every message: a device sends a handful of distinct
-    // fields, so a short list searched linearly beats a map keyed by three strings.
+    // This runs for every field of every message: a map per device and component keyed by the
+    // name alone is cheaper than one map keyed by all three strings.
     let mut index: std::collections::HashMap<(&str, &str), usize> =
         std::collections::HashMap::new();
     let mut newest: Vec<Newest<'_>> = Vec::new();
@@ -707,16 +709,22 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
                 component,
                 at,
                 fields: Vec::new(),
+                positions: std::collections::HashMap::new(),
             });
             newest.len() - 1
         });
         let entry = &mut newest[slot];
         entry.at = entry.at.max(at);
         for (name, value) in fields.entries() {
-            match entry.fields.iter_mut().find(|(seen, _, _)| *seen == name) {
-                Some(field) if at >= field.2 => *field = (name, value, at),
+            match entry.positions.get(name) {
+                Some(&position) if at >= entry.fields[position].2 => {
+                    entry.fields[position] = (name, value, at)
+                }
                 Some(_) => {}
-                None => entry.fields.push((name, value, at)),
+                None => {
+                    entry.positions.insert(name, entry.fields.len());
+                    entry.fields.push((name, value, at));
+                }
             }
         }
     }
