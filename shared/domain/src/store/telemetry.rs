@@ -681,53 +681,35 @@ fn inbox_inserts(incoming: &[Incoming<'_>], known: &Known) -> Vec<Write> {
 }
 
 fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
-    /// One device's component in this batch: the newest value of each of its fields (later in
-    /// the batch wins a tie) and the newest time of all.
-    struct Newest<'a> {
-        device: &'a str,
-        component: &'a str,
-        at: i64,
-        fields: Vec<(&'a str, std::borrow::Cow<'a, str>, i64)>,
-        /// Where each name is in `fields`.
-        positions: std::collections::HashMap<&'a str, usize>,
-    }
-    // This runs for every field of every message: a map per device and component keyed by the
-    // name alone is cheaper than one map keyed by all three strings.
-    let mut index: std::collections::HashMap<(&str, &str), usize> =
-        std::collections::HashMap::new();
-    let mut newest: Vec<Newest<'_>> = Vec::new();
+    // Per device and component, the newest value of each field (later in the batch wins a
+    // tie). This runs for every field of every message: a map per device and component keyed
+    // by the name alone is cheaper than one map keyed by all three strings.
+    type Newest<'a> = BTreeMap<&'a str, (std::borrow::Cow<'a, str>, i64)>;
+    let mut newest: BTreeMap<(&str, &str), Newest<'_>> = BTreeMap::new();
     for message in incoming {
         let Some(fields) = &message.fields else {
             continue;
         };
         let at = message.message.enqueued_at;
-        let device = message.message.device_id.as_str();
-        let component = message.component.unwrap_or("");
-        let slot = *index.entry((device, component)).or_insert_with(|| {
-            newest.push(Newest {
-                device,
-                component,
-                at,
-                fields: Vec::new(),
-                positions: std::collections::HashMap::new(),
-            });
-            newest.len() - 1
-        });
-        let entry = &mut newest[slot];
-        entry.at = entry.at.max(at);
+        let entry = newest
+            .entry((
+                message.message.device_id.as_str(),
+                message.component.unwrap_or(""),
+            ))
+            .or_default();
         for (name, value) in fields.entries() {
-            match entry.positions.get(name) {
-                Some(&position) if at >= entry.fields[position].2 => {
-                    entry.fields[position] = (name, value, at)
-                }
-                Some(_) => {}
-                None => {
-                    entry.positions.insert(name, entry.fields.len());
-                    entry.fields.push((name, value, at));
+            match entry.get(name) {
+                Some((_, seen)) if *seen > at => {}
+                _ => {
+                    entry.insert(name, (value, at));
                 }
             }
         }
     }
+    let newest: Vec<_> = newest
+        .into_iter()
+        .filter(|(_, fields)| !fields.is_empty())
+        .collect();
     multi_row(
         &newest,
         "INSERT INTO last_values (device_id, component, fields, at) VALUES ",
@@ -738,11 +720,11 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
          WHEN excluded.at >= last_values.at THEN json_patch(last_values.fields, excluded.fields) \
          ELSE json_patch(excluded.fields, last_values.fields) END, \
          at = max(last_values.at, excluded.at)",
-        |entry, params| {
-            // `{"<name>": [<value>, <at>], ...}`
-            let mut object = String::with_capacity(entry.fields.len() * 32);
+        |((device, component), fields), params| {
+            // `{"<name>": [<value>, <at>], ...}`, and the newest of those times.
+            let mut object = String::with_capacity(fields.len() * 32);
             object.push('{');
-            for (i, (name, value, at)) in entry.fields.iter().enumerate() {
+            for (i, (name, (value, at))) in fields.iter().enumerate() {
                 if i > 0 {
                     object.push(',');
                 }
@@ -754,11 +736,12 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
                 object.push(']');
             }
             object.push('}');
+            let at = fields.values().map(|(_, at)| *at).max().unwrap_or_default();
             params.extend([
-                Value::Text(entry.device.to_owned()),
-                Value::Text(entry.component.to_owned()),
+                Value::Text((*device).to_owned()),
+                Value::Text((*component).to_owned()),
                 Value::Text(object),
-                Value::Integer(entry.at),
+                Value::Integer(at),
             ]);
         },
     )
