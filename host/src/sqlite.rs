@@ -72,14 +72,23 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 impl Database {
     /// The database at `path`, with its first pooled connection and its checkpointer.
     fn open(path: &Path) -> rusqlite::Result<Database> {
+        Database::open_restarting_at(path, WAL_RESTART_FRAMES)
+    }
+
+    /// As [`Database::open`], the WAL started over once it holds `restart_frames`.
+    fn open_restarting_at(path: &Path, restart_frames: i64) -> rusqlite::Result<Database> {
         let first = open_pooled(path)?;
         let checkpointer = open_durable(path)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop_flag = stop.clone();
         let shown = path.display().to_string();
+        let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+        let writers = write_lock.clone();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_loop(checkpointer, &stop_flag, &shown))
+            .spawn(move || {
+                checkpoint_loop(checkpointer, &writers, restart_frames, &stop_flag, &shown)
+            })
             .map_err(|err| {
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
@@ -89,7 +98,7 @@ impl Database {
         Ok(Database {
             path: path.to_path_buf(),
             idle: Mutex::new(vec![first]),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            write_lock,
             stop_checkpointer: stop,
         })
     }
@@ -110,16 +119,45 @@ impl Drop for Database {
 fn open_pooled(path: &Path) -> rusqlite::Result<Connection> {
     let conn = open_durable(path)?;
     conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+    // A WAL that grew large while a reader kept it from starting over shrinks back to this
+    // when it next starts over.
+    conn.execute_batch("PRAGMA journal_size_limit = 67108864")?;
     Ok(conn)
 }
 
+/// WAL frames (pages) past which the checkpointer makes sure the WAL starts over (~16 MiB).
+const WAL_RESTART_FRAMES: i64 = 4096;
+
 /// Copies committed WAL frames into the database file every [`CHECKPOINT_INTERVAL`] while the
-/// database is open (passive: never waits for or blocks a writer or a reader).
-fn checkpoint_loop(conn: Connection, stop: &std::sync::atomic::AtomicBool, path: &str) {
+/// database is open. The copy is passive: it never waits for or blocks a writer or a reader.
+///
+/// A passive checkpoint alone lets the WAL grow without end under a steady stream of commits:
+/// SQLite starts the WAL over only when a writer finds every frame copied, and by the time a
+/// checkpoint ends another commit has appended more. A WAL of a gigabyte slows every read
+/// (its index is searched table by table) and every commit (each frame lands in a new part of
+/// the file, which the kernel zeroes first). So once the WAL holds [`WAL_RESTART_FRAMES`], the
+/// checkpointer copies the last few frames while it holds the write lock: the next writer then
+/// finds the WAL fully copied and writes from its start again.
+fn checkpoint_loop(
+    conn: Connection,
+    write_lock: &tokio::sync::Mutex<()>,
+    restart_frames: i64,
+    stop: &std::sync::atomic::AtomicBool,
+    path: &str,
+) {
+    let passive = |conn: &Connection| {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        })
+    };
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(CHECKPOINT_INTERVAL);
-        let checkpointed = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(0)
+        let checkpointed = passive(&conn).and_then(|frames| {
+            if frames < restart_frames {
+                return Ok(frames);
+            }
+            let _writers = write_lock.blocking_lock();
+            passive(&conn)
         });
         if let Err(err) = checkpointed {
             tracing::warn!(path, error = %err, "WAL checkpoint failed");
@@ -472,5 +510,34 @@ mod tests {
             let stmt = conn.prepare(sql).unwrap();
             assert_eq!(needs_write_lock(&stmt, sql), expected, "{sql}");
         }
+    }
+
+    #[test]
+    fn the_wal_starts_over_under_a_steady_stream_of_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.db");
+        let db = Database::open_restarting_at(&path, 64).unwrap();
+        let conn = db.take_connection().unwrap();
+        conn.execute_batch("CREATE TABLE t (payload BLOB)").unwrap();
+        let wal = dir.path().join("busy.db-wal");
+        let mut largest = 0;
+        // Writers one after another with no pause, as guests commit batches under load: a
+        // passive checkpoint alone never finds the WAL fully copied when a writer starts.
+        let started = std::time::Instant::now();
+        let mut commits = 0;
+        while started.elapsed() < Duration::from_secs(2) {
+            let _writing = db.write_lock.blocking_lock();
+            conn.execute("INSERT INTO t VALUES (zeroblob(8000))", [])
+                .unwrap();
+            commits += 1;
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        // Threshold (64 frames) plus what 50 ms of commits append, with room to spare; the WAL
+        // grows by ~3 frames (~12 KiB) a commit when it never starts over.
+        assert!(
+            largest < 8 << 20,
+            "the WAL reached {largest} bytes over {commits} commits"
+        );
+        db.give_back(conn);
     }
 }
