@@ -39,6 +39,7 @@
 
 pub mod batcher;
 pub mod codec;
+pub mod compactor;
 pub mod connection;
 pub mod control;
 pub mod downlink;

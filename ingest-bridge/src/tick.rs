@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::MissedTickBehavior;
 
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 use crate::revocation::Revocation;
 use crate::session::Sessions;
 
@@ -32,7 +32,7 @@ pub async fn run(
     let mut revocation = Revocation::default();
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failing = false;
+    let mut health = Health::new("tick");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -47,23 +47,44 @@ pub async fn run(
             _ = &mut shutdown => return,
             () = revocation.recheck(&app, &sessions) => {}
         }
+        health.record(&outcome);
+    }
+}
+
+/// Logs a periodic request once when it starts failing and once when it recovers, not on
+/// every attempt.
+pub(crate) struct Health {
+    what: &'static str,
+    failing: bool,
+}
+
+impl Health {
+    pub(crate) fn new(what: &'static str) -> Health {
+        Health {
+            what,
+            failing: false,
+        }
+    }
+
+    pub(crate) fn record(&mut self, outcome: &Result<(http::StatusCode, Bytes), RegistryError>) {
+        let what = self.what;
         match outcome {
             Ok((status, _)) if status.is_success() => {
-                if failing {
-                    tracing::info!("tick answered again");
-                    failing = false;
+                if self.failing {
+                    tracing::info!("{what} answered again");
+                    self.failing = false;
                 }
             }
             Ok((status, body)) => {
-                if !failing {
-                    tracing::warn!(%status, body = %String::from_utf8_lossy(&body), "tick failed");
-                    failing = true;
+                if !self.failing {
+                    tracing::warn!(%status, body = %String::from_utf8_lossy(body), "{what} failed");
+                    self.failing = true;
                 }
             }
             Err(err) => {
-                if !failing {
-                    tracing::warn!(cause = %err, "tick failed");
-                    failing = true;
+                if !self.failing {
+                    tracing::warn!(cause = %err, "{what} failed");
+                    self.failing = true;
                 }
             }
         }

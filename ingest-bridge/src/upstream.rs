@@ -11,6 +11,7 @@
 //! [`Upstream`] is the seam the batcher is written against, so it is tested without HTTP.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Header carrying the shared secret of the internal endpoints.
@@ -114,6 +116,8 @@ pub struct HttpUpstream {
     ingest_uri: http::Uri,
     secret: http::HeaderValue,
     retry: RetryPolicy,
+    /// Told when an answer says a compaction step is due (see [`crate::compactor`]).
+    compaction_due: Option<Arc<Notify>>,
 }
 
 /// [`HttpUpstream::new`] refused its configuration.
@@ -152,7 +156,14 @@ impl HttpUpstream {
             ingest_uri,
             secret,
             retry,
+            compaction_due: None,
         })
+    }
+
+    /// Notifies `due` whenever a batch's answer says a compaction step is due.
+    pub fn with_compaction_signal(mut self, due: Arc<Notify>) -> HttpUpstream {
+        self.compaction_due = Some(due);
+        self
     }
 
     /// One attempt. `Err(Retry)` and `Err(Final)` tell the loop in `send` what to do.
@@ -222,7 +233,14 @@ impl Upstream for HttpUpstream {
             )
             .await;
             let last_error = match outcome {
-                Ok(Ok(result)) => return Ok(result),
+                Ok(Ok(result)) => {
+                    if result.compaction_due {
+                        if let Some(due) = &self.compaction_due {
+                            due.notify_one();
+                        }
+                    }
+                    return Ok(result);
+                }
                 Ok(Err(AttemptError::Final(failed))) => return Err(failed),
                 Ok(Err(AttemptError::Retry(cause))) => cause,
                 Err(_elapsed) => format!("no answer within {:?}", self.retry.attempt_timeout),

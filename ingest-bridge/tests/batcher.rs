@@ -40,6 +40,7 @@ fn committed(batch: &IngestBatch) -> Result<IngestResult, IngestFailed> {
         n_messages: batch.messages.len() as u32,
         n_events: batch.events.len() as u32,
         duplicate: false,
+        compaction_due: false,
     })
 }
 

@@ -12,6 +12,8 @@ use gyre_domain::ingest::{
     ConnectivityEvent, ConnectivityKind, DeviceMessage, IngestBatch, IngestResult, BATCH_ID_HEADER,
 };
 use gyre_ingest_bridge::batcher::{self, BatcherConfig, FlushPolicy};
+use gyre_ingest_bridge::compactor;
+use gyre_ingest_bridge::registry::{Registry, RegistryConfig};
 use gyre_ingest_bridge::upstream::{
     new_batch_id, HttpUpstream, IngestFailed, InvalidUpstreamConfig, RetryPolicy, Upstream,
     SECRET_HEADER,
@@ -21,7 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// One request as the fake endpoint saw it.
 #[derive(Debug)]
@@ -35,6 +37,12 @@ struct Seen {
 /// Serves `script` in order (status codes; 200 answers with the batch's `IngestResult`), then
 /// 500 for anything beyond it. Returns the base URL and the requests seen.
 async fn fake_ingest(script: Vec<u16>) -> (String, mpsc::UnboundedReceiver<Seen>) {
+    fake_app(script, false).await
+}
+
+/// As [`fake_ingest`], its 200 answers saying `compactionDue` as told; it also answers
+/// `POST /internal/compact` (200, outside the script).
+async fn fake_app(script: Vec<u16>, compaction_due: bool) -> (String, mpsc::UnboundedReceiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (seen_tx, seen) = mpsc::unbounded_channel();
@@ -49,15 +57,26 @@ async fn fake_ingest(script: Vec<u16>) -> (String, mpsc::UnboundedReceiver<Seen>
                 let script = Arc::clone(&script);
                 async move {
                     let (parts, body) = request.into_parts();
-                    let body: serde_json::Value =
-                        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
-                    let status = script.lock().unwrap().pop_front().unwrap_or(500);
-                    let answer = if status == 200 {
+                    let body = body.collect().await.unwrap().to_bytes();
+                    let body: serde_json::Value = if parts.uri.path() == "/internal/compact" {
+                        serde_json::Value::Null
+                    } else {
+                        serde_json::from_slice(&body).unwrap()
+                    };
+                    let status = if body.is_null() {
+                        200
+                    } else {
+                        script.lock().unwrap().pop_front().unwrap_or(500)
+                    };
+                    let answer = if body.is_null() {
+                        br#"{"compacted":0,"steps":0}"#.to_vec()
+                    } else if status == 200 {
                         let result = IngestResult {
                             batch_id: body["batchId"].as_str().unwrap().to_owned(),
                             n_messages: body["messages"].as_array().map_or(0, Vec::len) as u32,
                             n_events: body["events"].as_array().map_or(0, Vec::len) as u32,
                             duplicate: false,
+                            compaction_due,
                         };
                         serde_json::to_vec(&result).unwrap()
                     } else {
@@ -130,7 +149,8 @@ async fn a_batch_is_posted_as_json_with_the_secret_and_batch_id_headers() {
             batch_id: batch.batch_id.clone(),
             n_messages: 1,
             n_events: 1,
-            duplicate: false
+            duplicate: false,
+            compaction_due: false,
         }
     );
     let request = seen.recv().await.unwrap();
@@ -317,4 +337,64 @@ async fn submitted_messages_fail_when_ingest_refuses_their_batch() {
         second.await.unwrap(),
         Err(IngestFailed::Rejected { status: 422, .. })
     ));
+}
+
+#[tokio::test]
+async fn an_answer_saying_a_compaction_is_due_wakes_the_compactor_which_asks_once() {
+    let (base_url, mut seen) = fake_app(vec![200, 200, 200], true).await;
+    let due = Arc::new(Notify::new());
+    let upstream = HttpUpstream::new(&base_url, "s3cret", retry_policy())
+        .unwrap()
+        .with_compaction_signal(Arc::clone(&due));
+    // Three answers before the compactor runs fold into one request.
+    for _ in 0..3 {
+        upstream.send(&batch()).await.unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(seen.recv().await.unwrap().path, "/internal/ingest");
+    }
+    let app = Arc::new(
+        Registry::new(RegistryConfig {
+            base_url,
+            secret: "s3cret".into(),
+            ttl: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            max_entries: 10,
+        })
+        .unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let compactor = tokio::spawn(compactor::run(app, due, stopped));
+    let request = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("a compaction request")
+        .unwrap();
+    assert_eq!(
+        (request.method, request.path.as_str()),
+        (http::Method::POST, "/internal/compact")
+    );
+    assert_eq!(request.headers[SECRET_HEADER], "s3cret");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), seen.recv())
+            .await
+            .is_err(),
+        "one request for the three signals"
+    );
+    stop.send(()).unwrap();
+    compactor.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_answer_without_a_due_compaction_signals_nothing() {
+    let (base_url, _seen) = fake_app(vec![200], false).await;
+    let due = Arc::new(Notify::new());
+    let upstream = HttpUpstream::new(&base_url, "s3cret", retry_policy())
+        .unwrap()
+        .with_compaction_signal(Arc::clone(&due));
+    upstream.send(&batch()).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), due.notified())
+            .await
+            .is_err()
+    );
 }

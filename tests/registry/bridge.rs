@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use gyre_domain::enrollment::SymmetricKey;
 use gyre_domain::mqtt::{generate_token, SrForm};
+use gyre_domain::store::telemetry::STORED_BODY;
 use gyre_ingest_bridge::codec::{
     ConnAck, Connect, ConnectReturnCode, Credentials, MqttStr, Packet, PacketId, Password, PubAck,
     Publish, PublishQos, QoS, SubAckCode, Subscribe, SubscribeFilter, TopicFilter, TopicName,
@@ -640,7 +641,9 @@ pub fn stored_message_ids(gyre: &Gyre) -> HashMap<String, usize> {
     let db = Database::open_with_flags(gyre.database_path(), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open the state database");
     let mut statement = db
-        .prepare("SELECT body FROM telemetry_inbox UNION ALL SELECT body FROM telemetry")
+        .prepare(&format!(
+            "SELECT {STORED_BODY} FROM telemetry_inbox UNION ALL SELECT {STORED_BODY} FROM telemetry"
+        ))
         .unwrap();
     let bodies = statement
         .query_map([], |row| row.get::<_, Vec<u8>>(0))
@@ -698,9 +701,10 @@ fn a_device_created_by_an_operator_sends_telemetry_over_tls_and_it_is_stored() {
     // Assert: acknowledged means committed, so the message is in the database now.
     let db = Database::open(gyre.database_path()).expect("open the state database");
     let stored: Vec<(String, Vec<u8>)> = db
-        .prepare(
-            "SELECT device_id, body FROM telemetry_inbox UNION ALL SELECT device_id, body FROM telemetry",
-        )
+        .prepare(&format!(
+            "SELECT device_id, {STORED_BODY} FROM telemetry_inbox \
+             UNION ALL SELECT device_id, {STORED_BODY} FROM telemetry"
+        ))
         .unwrap()
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
         .unwrap()

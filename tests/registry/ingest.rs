@@ -2,6 +2,7 @@
 //! connectivity events to `/internal/ingest`; Gyre stores it once, however often it is retried.
 //! There is no telemetry API yet, so the tests read the database file the host writes.
 
+use gyre_domain::store::telemetry::STORED_BODY;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
@@ -48,11 +49,11 @@ fn count(db: &Connection, table: &str) -> i64 {
 /// All stored messages (inbox and compacted), oldest first: (device, component, body, fields).
 fn stored(db: &Connection) -> Vec<(String, Option<String>, Vec<u8>, Option<String>)> {
     let mut statement = db
-        .prepare(
-            "SELECT device_id, component, body, fields, enqueued_at, seq FROM telemetry \
-             UNION ALL SELECT device_id, component, body, fields, enqueued_at, seq FROM telemetry_inbox \
-             ORDER BY enqueued_at, seq",
-        )
+        .prepare(&format!(
+            "SELECT device_id, component, {STORED_BODY}, fields, enqueued_at, seq FROM telemetry \
+             UNION ALL SELECT device_id, component, {STORED_BODY}, fields, enqueued_at, seq \
+             FROM telemetry_inbox ORDER BY enqueued_at, seq"
+        ))
         .unwrap();
     statement
         .query_map([], |row| {
@@ -92,13 +93,15 @@ fn a_batch_is_stored_once_and_a_replay_is_a_duplicate() {
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(
         first.json(),
-        json!({"batchId": "3f1c-batch-1", "nMessages": 4, "nEvents": 1, "duplicate": false})
+        json!({"batchId": "3f1c-batch-1", "nMessages": 4, "nEvents": 1, "duplicate": false,
+               "compactionDue": false})
     );
     let replay = post_batch(&gyre, gyre.internal_secret(), &body);
     assert_eq!(replay.status, 200, "{}", replay.body);
     assert_eq!(
         replay.json(),
-        json!({"batchId": "3f1c-batch-1", "nMessages": 0, "nEvents": 0, "duplicate": true})
+        json!({"batchId": "3f1c-batch-1", "nMessages": 0, "nEvents": 0, "duplicate": true,
+               "compactionDue": false})
     );
 
     let db = Connection::open(gyre.database_path()).unwrap();
@@ -197,21 +200,45 @@ fn malformed_batches_are_refused_and_change_nothing() {
     assert_eq!(count(&db, "devices"), 0);
 }
 
+/// `POST /internal/compact`, as the bridge sends it when a batch's answer says `compactionDue`.
+fn compact(gyre: &Gyre, secret: &str) -> gyre_tests::HttpResponse {
+    gyre.host().request_with_headers(
+        "POST",
+        "/internal/compact",
+        &[("x-gyre-internal-secret", secret)],
+        b"",
+    )
+}
+
 #[test]
-fn a_large_backlog_is_compacted_without_losing_or_duplicating_a_message() {
+fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_message() {
     let gyre = Gyre::start();
-    for b in 0..2 {
-        let messages: Vec<Value> = (0..8_200)
+    let secret = gyre.internal_secret().to_owned();
+    let mut due = Vec::new();
+    for (b, n) in [(0, 100), (1, 8_200), (2, 8_100)] {
+        let messages: Vec<Value> = (0..n)
             .map(|i| json!({"deviceId": format!("d{}", i % 7), "enqueuedAt": b * 10_000 + i, "body": ""}))
             .collect();
         let body =
             serde_json::to_vec(&json!({"batchId": format!("big-{b}"), "messages": messages}))
                 .unwrap();
-        let response = post_batch(&gyre, gyre.internal_secret(), &body);
+        let response = post_batch(&gyre, &secret, &body);
         assert_eq!(response.status, 200, "{}", response.body);
+        due.push(response.json()["compactionDue"].clone());
     }
+    // A batch commits and answers without compacting; its answer says when a step (8,192
+    // rows) waits in the inbox.
+    assert_eq!(due, vec![json!(false), json!(true), json!(true)]);
     let db = Connection::open(gyre.database_path()).unwrap();
-    // The second batch brought the inbox over the compaction step; one step moved.
+    assert_eq!(count(&db, "telemetry_inbox"), 16_400);
+
+    expect_error(&compact(&gyre, "not-the-secret"), 401);
+    assert_eq!(count(&db, "telemetry_inbox"), 16_400, "a refused request did nothing");
+
+    // Whole steps move while a whole step waits; the rest waits for the tick.
+    let compacted = compact(&gyre, &secret);
+    assert_eq!(compacted.status, 200, "{}", compacted.body);
+    assert_eq!(compacted.json(), json!({"compacted": 16_384, "steps": 2}));
     assert_eq!(count(&db, "telemetry"), 16_384);
     assert_eq!(count(&db, "telemetry_inbox"), 16);
     let distinct: i64 = db
@@ -222,6 +249,10 @@ fn a_large_backlog_is_compacted_without_losing_or_duplicating_a_message() {
         )
         .unwrap();
     assert_eq!(distinct, 16_400);
+    assert_eq!(
+        compact(&gyre, &secret).json(),
+        json!({"compacted": 0, "steps": 0})
+    );
 }
 
 /// `POST /internal/tick`, as the bridge sends it every second.

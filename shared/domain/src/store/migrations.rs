@@ -194,7 +194,8 @@ const DEVICES_BY_DISPLAY_NAME: &str =
 // is the JSON object of a JSON body's top-level fields (NULL for other bodies), `unmodeled` a
 // JSON array of those the device's template does not declare as telemetry (NULL: none),
 // `properties` `{"system": {..}, "application": [[name, value], ..]}` (NULL: none), `body`
-// the payload's bytes exactly as sent.
+// the payload's bytes exactly as sent, except that a body whose text is exactly `fields` is
+// stored once, as an empty `body` beside `fields` (an empty payload has no `fields`).
 
 /// Messages as they arrive. AUTOINCREMENT: `seq` must never be reused once rows have moved to
 /// `telemetry` (whose key includes it), even when the inbox becomes empty.

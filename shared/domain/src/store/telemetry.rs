@@ -160,6 +160,12 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A stored message's body as sent, in SQL over a row of `telemetry` or `telemetry_inbox`: a
+/// body that is exactly its `fields` text is stored once, as an empty `body` beside `fields`
+/// (an empty payload has no `fields`, so the two cannot be confused).
+pub const STORED_BODY: &str =
+    "CASE WHEN length(body) = 0 AND fields IS NOT NULL THEN CAST(fields AS BLOB) ELSE body END";
+
 /// The `properties` column, serialised straight from the message.
 #[derive(serde::Serialize)]
 struct PropertiesColumn<'a> {
@@ -206,6 +212,7 @@ pub fn apply_batch<S: Sql>(
                 n_messages: 0,
                 n_events: 0,
                 duplicate: true,
+                compaction_due: false,
             });
         }
         for (statement, params) in writes {
@@ -216,6 +223,7 @@ pub fn apply_batch<S: Sql>(
             n_messages,
             n_events,
             duplicate: false,
+            compaction_due: false,
         })
     })
 }
@@ -297,14 +305,16 @@ pub fn series<S: Sql>(
     to: i64,
     limit: u32,
 ) -> Result<Vec<TelemetryRow>, StoreError> {
-    const COLUMNS: &str = "seq, device_id, module_id, component, enqueued_at, device_time, \
-         properties, body, fields, unmodeled";
+    let columns = format!(
+        "seq, device_id, module_id, component, enqueued_at, device_time, properties, \
+         {STORED_BODY}, fields, unmodeled"
+    );
     let compacted = format!(
-        "SELECT {COLUMNS} FROM telemetry WHERE device_id = ?1 AND enqueued_at >= ?2 \
+        "SELECT {columns} FROM telemetry WHERE device_id = ?1 AND enqueued_at >= ?2 \
          AND enqueued_at < ?3 ORDER BY enqueued_at, seq LIMIT ?4"
     );
     let inbox = format!(
-        "SELECT {COLUMNS} FROM telemetry_inbox WHERE device_id = ?1 AND enqueued_at >= ?2 \
+        "SELECT {columns} FROM telemetry_inbox WHERE device_id = ?1 AND enqueued_at >= ?2 \
          AND enqueued_at < ?3 ORDER BY enqueued_at, seq LIMIT ?4"
     );
     let params = [
@@ -664,7 +674,11 @@ fn inbox_inserts(incoming: &[Incoming<'_>], known: &Known) -> Vec<Write> {
                 Value::Integer(message.message.enqueued_at),
                 message.device_time.map_or(Value::Null, Value::Integer),
                 opt_text(message.properties.as_deref()),
-                Value::Blob(message.body.to_vec()),
+                // A body that is its own `fields` text is stored once (see the schema).
+                match &message.fields {
+                    Some(Fields::Borrowed { .. }) => Value::Blob(Vec::new()),
+                    _ => Value::Blob(message.body.to_vec()),
+                },
                 match &message.fields {
                     Some(fields) => Value::Text(fields.to_text()),
                     None => Value::Null,
@@ -973,7 +987,8 @@ mod tests {
                 batch_id: "b-1".into(),
                 n_messages: 1,
                 n_events: 1,
-                duplicate: false
+                duplicate: false,
+                compaction_due: false,
             }
         );
         let again = apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0 + 1)).unwrap();
@@ -983,7 +998,8 @@ mod tests {
                 batch_id: "b-1".into(),
                 n_messages: 0,
                 n_events: 0,
-                duplicate: true
+                duplicate: true,
+                compaction_due: false,
             }
         );
         assert_eq!(count(&mut sql, "telemetry_inbox"), 1);
@@ -1185,6 +1201,49 @@ mod tests {
                 ("temp".into(), json!(20.5), T0 + 10),
             ]
         );
+    }
+
+    #[test]
+    fn a_json_object_body_is_stored_once_and_every_body_reads_back_byte_for_byte() {
+        let mut sql = with_devices();
+        let bodies: [&[u8]; 5] = [
+            br#" {"temp": 21.50 , "fan":"on"} "#,
+            br#"{"te\u006dp": 1}"#,
+            b"",
+            br#"[1, 2]"#,
+            b"\xde\xad",
+        ];
+        let messages = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| message("d1", T0 + i as i64, body, &[]))
+            .collect();
+        apply_batch(&mut sql, &batch("b-once", messages), Timestamp::from_unix_millis(T0)).unwrap();
+        let read_back = |sql: &mut _| -> Vec<Vec<u8>> {
+            series(sql, "d1", 0, i64::MAX, 100)
+                .unwrap()
+                .into_iter()
+                .map(|row| row.body)
+                .collect()
+        };
+        let expected: Vec<Vec<u8>> = bodies.iter().map(|body| body.to_vec()).collect();
+        assert_eq!(read_back(&mut sql), expected);
+        // Only the body whose text is its `fields` gave up its own copy; the one with an
+        // escaped name has re-serialised `fields` and keeps its bytes.
+        let stored_lengths = sql
+            .execute(
+                "SELECT length(body) FROM telemetry_inbox ORDER BY seq",
+                &[],
+            )
+            .unwrap();
+        let lengths: Vec<i64> = stored_lengths
+            .rows
+            .iter()
+            .map(|row| row[0].as_integer().unwrap())
+            .collect();
+        assert_eq!(lengths, vec![0, bodies[1].len() as i64, 0, 6, 2]);
+        compact(&mut sql, 100).unwrap();
+        assert_eq!(read_back(&mut sql), expected, "after compaction");
     }
 
     #[test]
