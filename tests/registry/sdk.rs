@@ -24,6 +24,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gyre_domain::store::telemetry::STORED_BODY;
 use rusqlite::{Connection as Database, OpenFlags};
 use serde_json::{json, Value};
 
@@ -426,12 +427,12 @@ fn open_database(gyre: &Gyre) -> Database {
 fn stored_messages(gyre: &Gyre, device_id: &str) -> Vec<StoredMessage> {
     let db = open_database(gyre);
     let mut statement = db
-        .prepare(
-            "SELECT component, properties, body, fields, unmodeled, enqueued_at, seq \
+        .prepare(&format!(
+            "SELECT component, properties, {STORED_BODY}, fields, unmodeled, enqueued_at, seq \
              FROM telemetry_inbox WHERE device_id = ?1 \
-             UNION ALL SELECT component, properties, body, fields, unmodeled, enqueued_at, seq \
-             FROM telemetry WHERE device_id = ?1 ORDER BY enqueued_at, seq",
-        )
+             UNION ALL SELECT component, properties, {STORED_BODY}, fields, unmodeled, \
+             enqueued_at, seq FROM telemetry WHERE device_id = ?1 ORDER BY enqueued_at, seq"
+        ))
         .expect("prepare the telemetry query");
     let json_column = |text: Option<String>| {
         text.map(|text| serde_json::from_str::<Value>(&text).expect("a JSON column"))
