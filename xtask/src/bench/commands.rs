@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::ingest::{create_devices, http, raise_file_limit, start_bridge, ScratchApp};
+use super::ingest::{
+    create_devices, http, put_template, raise_file_limit, start_bridge, ScratchApp,
+};
 use super::{json_number, measure, print_table, Load, Measurement, STARTUP_TIMEOUT};
 use crate::build;
 use crate::flags::BenchFlags;
@@ -58,14 +60,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
             format!("http://127.0.0.1:{control}"),
         )],
     )?;
-    let template = format!(
-        r#"{{"@type":["ModelDefinition","DeviceModel"],"displayName":"Thermostat","capabilityModel":{THERMOSTAT_MODEL}}}"#
-    );
-    let path = format!("/api/deviceTemplates/{THERMOSTAT}");
-    let (status, answer) = http(host_addr, "PUT", &path, &token, &template)?;
-    if status != 200 && status != 201 {
-        bail!("PUT {path} answered {status}: {answer}");
-    }
+    put_template(host_addr, &token, THERMOSTAT, THERMOSTAT_MODEL, "Thermostat")?;
     let keys = create_devices(host_addr, &token, DEVICES, Some(THERMOSTAT))?;
     let keys_path = app.scratch.path.join("device-keys.txt");
     std::fs::write(&keys_path, keys.join("\n"))

@@ -3,8 +3,9 @@
 //! the same load as the reference.
 //!
 //! Steps, all in a fresh temporary directory (manifest, state, certificates, logs):
-//! 1. start gyre-host on the repository's `spin.toml`, bootstrap the administrator token, create
-//!    the devices `bench-00000`... through the REST API (`PUT /api/devices/{id}` gives each
+//! 1. start gyre-host on the repository's `spin.toml`, bootstrap the administrator token, publish
+//!    a template that models the bodies' six fields (`ingest/sensor.json`), create the devices
+//!    `bench-00000`... of that template through the REST API (`PUT /api/devices/{id}` gives each
 //!    device keys of its own) and read each one's primary key from its `/credentials`, as an
 //!    operator hands them to a device;
 //! 2. start gyre-ingest-bridge (TLS and plain listeners, development certificates) and
@@ -197,8 +198,9 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
 
     // 1. The application, its administrator, the enrollment group and the devices.
     let (mut host, host_addr, token) = app.start_host(project, &[])?;
+    put_template(host_addr, &token, BENCH_TEMPLATE, BENCH_MODEL, "Bench sensor")?;
     let creating = Instant::now();
-    let keys = create_devices(host_addr, &token, plan.devices(), None)?;
+    let keys = create_devices(host_addr, &token, plan.devices(), Some(BENCH_TEMPLATE))?;
     eprintln!(
         "xtask: {} devices created through the REST API in {:.1} s",
         plan.devices(),
@@ -398,6 +400,31 @@ impl ScratchApp {
             .with_context(|| format!("the bootstrap answer has no token: {body}"))?;
         Ok((host, host_addr, token))
     }
+}
+
+/// The bench devices' template: it models the six fields of gyre-mqtt-load's bodies, as an IoT
+/// Central device's template models its telemetry (without one, every field would be stored as
+/// unmodeled).
+const BENCH_TEMPLATE: &str = "dtmi:gyre:bench:Sensor;1";
+const BENCH_MODEL: &str = include_str!("ingest/sensor.json");
+
+/// `PUT /api/deviceTemplates/{id}` with `model` (a DTDL interface) as its capability model.
+pub(super) fn put_template(
+    addr: SocketAddr,
+    token: &str,
+    id: &str,
+    model: &str,
+    display_name: &str,
+) -> anyhow::Result<()> {
+    let template = format!(
+        r#"{{"@type":["ModelDefinition","DeviceModel"],"displayName":"{display_name}","capabilityModel":{model}}}"#
+    );
+    let path = format!("/api/deviceTemplates/{id}");
+    let (status, answer) = http(addr, "PUT", &path, token, &template)?;
+    if status != 200 && status != 201 {
+        bail!("PUT {path} answered {status}: {answer}");
+    }
+    Ok(())
 }
 
 /// `PUT /api/devices/bench-NNNNN` for `n_devices` devices (assigned to `template` if given), from
