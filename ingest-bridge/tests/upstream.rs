@@ -42,7 +42,10 @@ async fn fake_ingest(script: Vec<u16>) -> (String, mpsc::UnboundedReceiver<Seen>
 
 /// As [`fake_ingest`], its 200 answers saying `compactionDue` as told; it also answers
 /// `POST /internal/compact` (200, outside the script).
-async fn fake_app(script: Vec<u16>, compaction_due: bool) -> (String, mpsc::UnboundedReceiver<Seen>) {
+async fn fake_app(
+    script: Vec<u16>,
+    compaction_due: bool,
+) -> (String, mpsc::UnboundedReceiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (seen_tx, seen) = mpsc::unbounded_channel();

@@ -233,7 +233,11 @@ fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_messa
     assert_eq!(count(&db, "telemetry_inbox"), 16_400);
 
     expect_error(&compact(&gyre, "not-the-secret"), 401);
-    assert_eq!(count(&db, "telemetry_inbox"), 16_400, "a refused request did nothing");
+    assert_eq!(
+        count(&db, "telemetry_inbox"),
+        16_400,
+        "a refused request did nothing"
+    );
 
     // Whole steps move while a whole step waits; the rest waits for the tick.
     let compacted = compact(&gyre, &secret);

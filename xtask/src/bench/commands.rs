@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::ingest::{
-    create_devices, http, put_template, raise_file_limit, start_bridge, ScratchApp,
-};
+use super::ingest::{create_devices, put_template, raise_file_limit, start_bridge, ScratchApp};
 use super::{json_number, measure, print_table, Load, Measurement, STARTUP_TIMEOUT};
 use crate::build;
 use crate::flags::BenchFlags;

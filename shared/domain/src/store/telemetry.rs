@@ -1218,7 +1218,12 @@ mod tests {
             .enumerate()
             .map(|(i, body)| message("d1", T0 + i as i64, body, &[]))
             .collect();
-        apply_batch(&mut sql, &batch("b-once", messages), Timestamp::from_unix_millis(T0)).unwrap();
+        apply_batch(
+            &mut sql,
+            &batch("b-once", messages),
+            Timestamp::from_unix_millis(T0),
+        )
+        .unwrap();
         let read_back = |sql: &mut _| -> Vec<Vec<u8>> {
             series(sql, "d1", 0, i64::MAX, 100)
                 .unwrap()
@@ -1231,10 +1236,7 @@ mod tests {
         // Only the body whose text is its `fields` gave up its own copy; the one with an
         // escaped name has re-serialised `fields` and keeps its bytes.
         let stored_lengths = sql
-            .execute(
-                "SELECT length(body) FROM telemetry_inbox ORDER BY seq",
-                &[],
-            )
+            .execute("SELECT length(body) FROM telemetry_inbox ORDER BY seq", &[])
             .unwrap();
         let lengths: Vec<i64> = stored_lengths
             .rows
