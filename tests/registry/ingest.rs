@@ -200,14 +200,15 @@ fn malformed_batches_are_refused_and_change_nothing() {
     assert_eq!(count(&db, "devices"), 0);
 }
 
+/// An empty `POST` to one of the bridge's internal endpoints, with `secret`.
+fn post_internal(gyre: &Gyre, path: &str, secret: &str) -> gyre_tests::HttpResponse {
+    gyre.host()
+        .request_with_headers("POST", path, &[("x-gyre-internal-secret", secret)], b"")
+}
+
 /// `POST /internal/compact`, as the bridge sends it when a batch's answer says `compactionDue`.
 fn compact(gyre: &Gyre, secret: &str) -> gyre_tests::HttpResponse {
-    gyre.host().request_with_headers(
-        "POST",
-        "/internal/compact",
-        &[("x-gyre-internal-secret", secret)],
-        b"",
-    )
+    post_internal(gyre, "/internal/compact", secret)
 }
 
 #[test]
@@ -261,12 +262,7 @@ fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_messa
 
 /// `POST /internal/tick`, as the bridge sends it every second.
 fn tick(gyre: &Gyre, secret: &str) -> gyre_tests::HttpResponse {
-    gyre.host().request_with_headers(
-        "POST",
-        "/internal/tick",
-        &[("x-gyre-internal-secret", secret)],
-        b"",
-    )
+    post_internal(gyre, "/internal/tick", secret)
 }
 
 #[test]
