@@ -139,6 +139,8 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             give_up_after: Duration::from_secs(30),
         },
     )?;
+    let compaction_due = Arc::new(tokio::sync::Notify::new());
+    let upstream = upstream.with_compaction_signal(Arc::clone(&compaction_due));
     let registry = Registry::new(RegistryConfig {
         base_url: args.app_url.clone(),
         secret: secret.clone(),
@@ -196,6 +198,11 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         // Ends once every handle is gone: the servers drop theirs after their sessions ended.
         std::future::pending(),
     ));
+    let compactions = tokio::spawn(gyre_ingest_bridge::compactor::run(
+        Arc::clone(&registry),
+        compaction_due,
+        stop_signal(stopped.clone()),
+    ));
     let ticks = tokio::spawn(gyre_ingest_bridge::tick::run(
         registry,
         Arc::clone(&sessions),
@@ -241,6 +248,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     while servers.join_next().await.is_some() {}
     control.await?;
     ticks.await?;
+    compactions.await?;
     batcher.await?;
     Ok(())
 }
