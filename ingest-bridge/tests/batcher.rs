@@ -211,8 +211,27 @@ fn an_eager_policy_sends_whenever_nothing_is_in_flight() {
         start,
     );
     assert!(policy.is_due(&batch, start, true), "idle: at once");
-    assert!(!policy.is_due(&batch, start, false), "busy: size or age");
+    assert!(
+        !policy.is_due(&batch, start, false),
+        "busy: a third of the size, or age"
+    );
     assert!(policy.is_due(&batch, start + Duration::from_secs(60), false));
+    for n in 1..333 {
+        let (ack, _receiver) = oneshot::channel();
+        batch.push(
+            Submission::Message(Pending {
+                message: message(n),
+                ack,
+            }),
+            start,
+        );
+        assert_eq!(
+            policy.is_due(&batch, start, false),
+            n == 332,
+            "{} items",
+            n + 1
+        );
+    }
 }
 
 /// Group commit: the first message leaves at once; what arrives while it commits leaves
