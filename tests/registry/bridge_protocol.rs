@@ -685,7 +685,7 @@ fn a_connected_device_is_disconnected_within_seconds_of_being_blocked() {
 
 #[test]
 fn a_backlog_of_a_compaction_step_is_compacted_under_load_without_waiting_for_the_tick() {
-    const MESSAGES: usize = 9_000;
+    const MESSAGES: usize = 16_800;
     const WAVE: usize = 60;
     let gyre = Gyre::start();
     let operator = gyre.token_with_role("operator");
@@ -724,12 +724,12 @@ fn a_backlog_of_a_compaction_step_is_compacted_under_load_without_waiting_for_th
         .unwrap()
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while count("telemetry") < 8_192 && Instant::now() < deadline {
+    while count("telemetry") < 16_384 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
         (count("telemetry"), count("telemetry_inbox")),
-        (8_192, (MESSAGES - 8_192) as i64),
+        (16_384, (MESSAGES - 16_384) as i64),
         "one whole step compacted, the rest waits in the inbox"
     );
     assert_all_stored(&gyre, &acknowledged);

@@ -216,9 +216,9 @@ fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_messa
     let gyre = Gyre::start();
     let secret = gyre.internal_secret().to_owned();
     let mut due = Vec::new();
-    for (b, n) in [(0, 100), (1, 8_200), (2, 8_100)] {
+    for (b, n) in [(0, 100), (1, 16_400), (2, 16_300)] {
         let messages: Vec<Value> = (0..n)
-            .map(|i| json!({"deviceId": format!("d{}", i % 7), "enqueuedAt": b * 10_000 + i, "body": ""}))
+            .map(|i| json!({"deviceId": format!("d{}", i % 7), "enqueuedAt": b * 100_000 + i, "body": ""}))
             .collect();
         let body =
             serde_json::to_vec(&json!({"batchId": format!("big-{b}"), "messages": messages}))
@@ -227,25 +227,25 @@ fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_messa
         assert_eq!(response.status, 200, "{}", response.body);
         due.push(response.json()["compactionDue"].clone());
     }
-    // A batch commits and answers without compacting; its answer says when a step (8,192
+    // A batch commits and answers without compacting; its answer says when a step (16,384
     // rows) waits in the inbox.
     assert_eq!(due, vec![json!(false), json!(true), json!(true)]);
     let db = Connection::open(gyre.database_path()).unwrap();
-    assert_eq!(count(&db, "telemetry_inbox"), 16_400);
+    assert_eq!(count(&db, "telemetry_inbox"), 32_800);
 
     expect_error(&compact(&gyre, "not-the-secret"), 401);
     assert_eq!(
         count(&db, "telemetry_inbox"),
-        16_400,
+        32_800,
         "a refused request did nothing"
     );
 
     // Whole steps move while a whole step waits; the rest waits for the tick.
     let compacted = compact(&gyre, &secret);
     assert_eq!(compacted.status, 200, "{}", compacted.body);
-    assert_eq!(compacted.json(), json!({"compacted": 16_384, "steps": 2}));
-    assert_eq!(count(&db, "telemetry"), 16_384);
-    assert_eq!(count(&db, "telemetry_inbox"), 16);
+    assert_eq!(compacted.json(), json!({"compacted": 32_768, "steps": 2}));
+    assert_eq!(count(&db, "telemetry"), 32_768);
+    assert_eq!(count(&db, "telemetry_inbox"), 32);
     let distinct: i64 = db
         .query_row(
             "SELECT count(*) FROM (SELECT seq FROM telemetry UNION SELECT seq FROM telemetry_inbox)",
@@ -253,7 +253,7 @@ fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_messa
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(distinct, 16_400);
+    assert_eq!(distinct, 32_800);
     assert_eq!(
         compact(&gyre, &secret).json(),
         json!({"compacted": 0, "steps": 0})
