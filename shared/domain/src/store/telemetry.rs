@@ -259,6 +259,21 @@ pub fn compact<S: Sql>(sql: &mut S, max_rows: u32) -> Result<u64, StoreError> {
     })
 }
 
+/// The rows the next compaction step moves, given the inbox's `backlog` and the usual `step`.
+/// A backlog of four steps or more means compaction is falling behind, most often because many
+/// devices share each step: a device with a row or two in a step costs about a page write per
+/// row. Steps then grow to half the backlog, up to four usual steps, so each device has more
+/// rows in a step while a step still holds the write lock for well under a second.
+pub fn catch_up_step(backlog: u64, step: u32) -> u32 {
+    let step = step.max(1);
+    if backlog < 4 * u64::from(step) {
+        return step;
+    }
+    u32::try_from(backlog / 2)
+        .unwrap_or(u32::MAX)
+        .min(step.saturating_mul(4))
+}
+
 /// Forgets up to `max_rows` batch ids recorded before `before`, oldest first; returns how many.
 /// A batch id only has to outlive the bridge's retries of that batch (seconds), so the caller
 /// keeps them for much longer (an hour) and prunes on its tick.
@@ -1301,6 +1316,18 @@ mod tests {
         .unwrap();
         assert_eq!(compact(&mut sql, 100).unwrap(), 1);
         assert_eq!(series(&mut sql, "d1", 0, i64::MAX, 1000).unwrap().len(), 21);
+    }
+
+    #[test]
+    fn compaction_steps_grow_only_when_a_backlog_of_four_steps_waits() {
+        assert_eq!(catch_up_step(0, 100), 100);
+        assert_eq!(catch_up_step(399, 100), 100);
+        assert_eq!(catch_up_step(400, 100), 200);
+        assert_eq!(catch_up_step(700, 100), 350);
+        assert_eq!(catch_up_step(800, 100), 400);
+        assert_eq!(catch_up_step(u64::MAX, 100), 400);
+        assert_eq!(catch_up_step(3, 0), 1, "a step moves at least a row");
+        assert_eq!(catch_up_step(10, 0), 4);
     }
 
     #[test]
