@@ -17,8 +17,8 @@
 //! 75k with twice the p99). Batches commit between steps, so a batch waits at most one step
 //! (~60 ms at 100 devices). When four steps wait, compaction is falling behind (many devices,
 //! few rows each per step) and steps grow to half the backlog, up to four steps
-//! (`telemetry::catch_up_step`; at 1,000 devices 67k msgs/s instead of 61k). The inbox stays under about two steps, which bounds the inbox scan
-//! of a series read.
+//! (`telemetry::catch_up_step`; at 1,000 devices 67k msgs/s instead of 61k). The inbox stays
+//! under a few steps, which bounds the inbox scan of a series read.
 //!
 //! `POST /internal/tick` (internal secret), sent by the bridge every second: the periodic work
 //! that must not wait for traffic. It compacts what the inbox holds (up to one step, so a quiet
