@@ -59,7 +59,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
         )],
     )?;
     put_template(host_addr, &token, THERMOSTAT, THERMOSTAT_MODEL, "Thermostat")?;
-    let keys = create_devices(host_addr, &token, DEVICES, Some(THERMOSTAT))?;
+    let keys = create_devices(host_addr, &token, DEVICES, THERMOSTAT)?;
     let keys_path = app.scratch.path.join("device-keys.txt");
     std::fs::write(&keys_path, keys.join("\n"))
         .with_context(|| format!("writing {}", keys_path.display()))?;

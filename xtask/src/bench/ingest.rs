@@ -200,7 +200,7 @@ pub fn run(project: &Project, bench_flags: &BenchFlags) -> anyhow::Result<()> {
     let (mut host, host_addr, token) = app.start_host(project, &[])?;
     put_template(host_addr, &token, BENCH_TEMPLATE, BENCH_MODEL, "Bench sensor")?;
     let creating = Instant::now();
-    let keys = create_devices(host_addr, &token, plan.devices(), Some(BENCH_TEMPLATE))?;
+    let keys = create_devices(host_addr, &token, plan.devices(), BENCH_TEMPLATE)?;
     eprintln!(
         "xtask: {} devices created through the REST API in {:.1} s",
         plan.devices(),
@@ -427,14 +427,14 @@ pub(super) fn put_template(
     Ok(())
 }
 
-/// `PUT /api/devices/bench-NNNNN` for `n_devices` devices (assigned to `template` if given), from
+/// `PUT /api/devices/bench-NNNNN` for `n_devices` devices assigned to `template`, from
 /// `CREATE_THREADS` threads, then `GET .../credentials`; returns the devices' primary keys in
 /// device order.
 pub(super) fn create_devices(
     addr: SocketAddr,
     token: &str,
     n_devices: usize,
-    template: Option<&str>,
+    template: &str,
 ) -> anyhow::Result<Vec<String>> {
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..CREATE_THREADS)
@@ -444,12 +444,9 @@ pub(super) fn create_devices(
                     for idx in (worker..n_devices).step_by(CREATE_THREADS) {
                         let id = device_id(idx);
                         let path = format!("/api/devices/{id}");
-                        let body = match template {
-                            Some(template) => format!(
-                                r#"{{"displayName":"Bench device {idx}","template":"{template}"}}"#
-                            ),
-                            None => format!(r#"{{"displayName":"Bench device {idx}"}}"#),
-                        };
+                        let body = format!(
+                            r#"{{"displayName":"Bench device {idx}","template":"{template}"}}"#
+                        );
                         let (status, answer) = http(addr, "PUT", &path, token, &body)?;
                         if status != 200 && status != 201 {
                             bail!("PUT {path} answered {status}: {answer}");
