@@ -130,24 +130,26 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn names(&self) -> Vec<&str> {
+    fn names(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match self {
-            Fields::Borrowed { values, .. } => values.keys().copied().collect(),
-            Fields::Parsed(fields) => fields.keys().map(String::as_str).collect(),
+            Fields::Borrowed { values, .. } => Box::new(values.keys().copied()),
+            Fields::Parsed(fields) => Box::new(fields.keys().map(String::as_str)),
         }
     }
 
     /// Each field's name and JSON text.
-    fn entries(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
+    fn entries(&self) -> Box<dyn Iterator<Item = (&str, std::borrow::Cow<'_, str>)> + '_> {
         match self {
-            Fields::Borrowed { values, .. } => values
-                .iter()
-                .map(|(name, value)| (*name, value.get().into()))
-                .collect(),
-            Fields::Parsed(fields) => fields
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.to_string().into()))
-                .collect(),
+            Fields::Borrowed { values, .. } => Box::new(
+                values
+                    .iter()
+                    .map(|(name, value)| (*name, value.get().into())),
+            ),
+            Fields::Parsed(fields) => Box::new(
+                fields
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.to_string().into())),
+            ),
         }
     }
 
@@ -490,11 +492,15 @@ fn check_id(what: &str, id: &str) -> Result<(), IngestError> {
 fn looks_like_json(system: &BTreeMap<String, String>) -> bool {
     let content_type_ok = system
         .get("$.ct")
-        .map(|ct| ct.to_ascii_lowercase().contains("json"))
+        .map(|ct| {
+            ct.as_bytes()
+                .windows(4)
+                .any(|word| word.eq_ignore_ascii_case(b"json"))
+        })
         .unwrap_or(true);
     let encoding_ok = system
         .get("$.ce")
-        .map(|ce| matches!(ce.to_ascii_lowercase().as_str(), "utf-8" | "utf8"))
+        .map(|ce| ce.eq_ignore_ascii_case("utf-8") || ce.eq_ignore_ascii_case("utf8"))
         .unwrap_or(true);
     content_type_ok && encoding_ok
 }
@@ -669,42 +675,54 @@ fn inbox_inserts(incoming: &[Incoming<'_>], known: &Known) -> Vec<Write> {
          device_time, properties, body, fields, unmodeled) VALUES ",
         "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
         "",
-        |message, params| {
-            let model = known.model(&message.message.device_id);
-            // A JSON array of the names the template does not model, built as text.
-            let mut unmodeled = String::new();
-            for name in message.fields.iter().flat_map(Fields::names) {
-                if model
-                    .and_then(|m| m.telemetry(message.component, name))
-                    .is_none()
-                {
-                    unmodeled.push(if unmodeled.is_empty() { '[' } else { ',' });
-                    push_json_string(&mut unmodeled, name);
+        // Messages come in runs per device: the previous message's model is reused.
+        {
+            let mut last: Option<(&str, Option<&DeviceModel>)> = None;
+            move |message: &Incoming<'_>, params: &mut Vec<Value>| {
+                let device = message.message.device_id.as_str();
+                let model = match last {
+                    Some((last_device, model)) if last_device == device => model,
+                    _ => {
+                        let model = known.model(device);
+                        last = Some((device, model));
+                        model
+                    }
+                };
+                // A JSON array of the names the template does not model, built as text.
+                let mut unmodeled = String::new();
+                for name in message.fields.iter().flat_map(Fields::names) {
+                    if model
+                        .and_then(|m| m.telemetry(message.component, name))
+                        .is_none()
+                    {
+                        unmodeled.push(if unmodeled.is_empty() { '[' } else { ',' });
+                        push_json_string(&mut unmodeled, name);
+                    }
                 }
+                params.extend([
+                    Value::Text(message.message.device_id.clone()),
+                    opt_text(message.message.module_id.as_deref()),
+                    opt_text(message.component),
+                    Value::Integer(message.message.enqueued_at),
+                    message.device_time.map_or(Value::Null, Value::Integer),
+                    opt_text(message.properties.as_deref()),
+                    // A body that is its own `fields` text is stored once (see the schema).
+                    match &message.fields {
+                        Some(Fields::Borrowed { .. }) => Value::Blob(Vec::new()),
+                        _ => Value::Blob(message.body.to_vec()),
+                    },
+                    match &message.fields {
+                        Some(fields) => Value::Text(fields.to_text()),
+                        None => Value::Null,
+                    },
+                    if unmodeled.is_empty() {
+                        Value::Null
+                    } else {
+                        unmodeled.push(']');
+                        Value::Text(unmodeled)
+                    },
+                ]);
             }
-            params.extend([
-                Value::Text(message.message.device_id.clone()),
-                opt_text(message.message.module_id.as_deref()),
-                opt_text(message.component),
-                Value::Integer(message.message.enqueued_at),
-                message.device_time.map_or(Value::Null, Value::Integer),
-                opt_text(message.properties.as_deref()),
-                // A body that is its own `fields` text is stored once (see the schema).
-                match &message.fields {
-                    Some(Fields::Borrowed { .. }) => Value::Blob(Vec::new()),
-                    _ => Value::Blob(message.body.to_vec()),
-                },
-                match &message.fields {
-                    Some(fields) => Value::Text(fields.to_text()),
-                    None => Value::Null,
-                },
-                if unmodeled.is_empty() {
-                    Value::Null
-                } else {
-                    unmodeled.push(']');
-                    Value::Text(unmodeled)
-                },
-            ]);
         },
     )
 }
@@ -715,25 +733,43 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
     // by the name alone is cheaper than one map keyed by all three strings.
     type Newest<'a> = BTreeMap<&'a str, (std::borrow::Cow<'a, str>, i64)>;
     let mut newest: BTreeMap<(&str, &str), Newest<'_>> = BTreeMap::new();
+    // A device's messages arrive in runs (it sends its window of messages at once), so the
+    // previous message's group is kept aside and looked up only when the group changes.
+    let mut current: Option<((&str, &str), Newest<'_>)> = None;
     for message in incoming {
         let Some(fields) = &message.fields else {
             continue;
         };
         let at = message.message.enqueued_at;
-        let entry = newest
-            .entry((
-                message.message.device_id.as_str(),
-                message.component.unwrap_or(""),
-            ))
-            .or_default();
+        let key = (
+            message.message.device_id.as_str(),
+            message.component.unwrap_or(""),
+        );
+        let group = match &mut current {
+            Some((current_key, group)) if *current_key == key => group,
+            _ => {
+                if let Some((done_key, done)) = current.take() {
+                    newest.insert(done_key, done);
+                }
+                let group = newest.remove(&key).unwrap_or_default();
+                &mut current.insert((key, group)).1
+            }
+        };
         for (name, value) in fields.entries() {
-            match entry.get(name) {
-                Some((_, seen)) if *seen > at => {}
-                _ => {
-                    entry.insert(name, (value, at));
+            match group.entry(name) {
+                std::collections::btree_map::Entry::Vacant(vacant) => {
+                    vacant.insert((value, at));
+                }
+                std::collections::btree_map::Entry::Occupied(mut seen) => {
+                    if seen.get().1 <= at {
+                        seen.insert((value, at));
+                    }
                 }
             }
         }
+    }
+    if let Some((key, group)) = current {
+        newest.insert(key, group);
     }
     let newest: Vec<_> = newest
         .into_iter()
@@ -1181,6 +1217,68 @@ mod tests {
                 ("".into(), "temp".into(), json!(20), T0 + 10),
                 ("sensor".into(), "humidity".into(), json!(30), T0 + 1),
             ]
+        );
+    }
+
+    #[test]
+    fn a_body_is_read_as_json_unless_its_content_type_or_encoding_says_otherwise() {
+        let json = |pairs: &[(&str, &str)]| {
+            let system: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            looks_like_json(&system)
+        };
+        assert!(json(&[]));
+        assert!(json(&[("$.ct", "application/json"), ("$.ce", "utf-8")]));
+        assert!(json(&[("$.ct", "Application/JSON; charset=UTF-8")]));
+        assert!(json(&[
+            ("$.ct", "application/vnd.gyre+json"),
+            ("$.ce", "UTF8")
+        ]));
+        assert!(!json(&[("$.ct", "application/octet-stream")]));
+        assert!(!json(&[("$.ct", "text/plain"), ("$.ce", "utf-8")]));
+        assert!(!json(&[("$.ct", "application/json"), ("$.ce", "utf-16")]));
+        assert!(!json(&[("$.ct", "jso")]));
+    }
+
+    /// Devices' messages come in runs, and runs of one device can come back later in the batch:
+    /// each field still ends with its newest value, the later message winning a tie.
+    #[test]
+    fn a_batch_interleaving_devices_keeps_each_fields_newest_value() {
+        let mut sql = with_devices();
+        let b = batch(
+            "b-1",
+            vec![
+                message("d1", T0 + 10, br#"{"temp":1}"#, &[]),
+                message("d1", T0 + 4, br#"{"temp":0,"fan":"on"}"#, &[]),
+                message("d2", T0 + 1, br#"{"temp":5}"#, &[]),
+                message("d1", T0 + 5, br#"{"temp":2}"#, &[]),
+                message("d1", T0 + 3, br#"{"humidity":7}"#, &[("$.sub", "sensor")]),
+                message("d1", T0 + 10, br#"{"temp":3}"#, &[]),
+                message("d2", T0 + 2, br#"{"temp":6}"#, &[]),
+                message("d1", T0 + 2, br#"{"humidity":8}"#, &[("$.sub", "sensor")]),
+            ],
+        );
+        apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+        let values = |sql: &mut RusqliteSql, device: &str| -> Vec<_> {
+            last_values(sql, device)
+                .unwrap()
+                .into_iter()
+                .map(|v| (v.component, v.name, v.value, v.enqueued_at))
+                .collect()
+        };
+        assert_eq!(
+            values(&mut sql, "d1"),
+            vec![
+                ("".into(), "fan".into(), json!("on"), T0 + 4),
+                ("".into(), "temp".into(), json!(3), T0 + 10),
+                ("sensor".into(), "humidity".into(), json!(7), T0 + 3),
+            ]
+        );
+        assert_eq!(
+            values(&mut sql, "d2"),
+            vec![("".into(), "temp".into(), json!(6), T0 + 2)]
         );
     }
 
