@@ -24,7 +24,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gyre_domain::store::telemetry::STORED_BODY;
+use gyre_domain::store::telemetry::{properties_json, STORED_BODY};
 use rusqlite::{Connection as Database, OpenFlags};
 use serde_json::{json, Value};
 
@@ -441,7 +441,10 @@ fn stored_messages(gyre: &Gyre, device_id: &str) -> Vec<StoredMessage> {
         .query_map([device_id], |row| {
             Ok(StoredMessage {
                 component: row.get(0)?,
-                properties: json_column(row.get(1)?).unwrap_or(Value::Null),
+                properties: row
+                    .get::<_, Option<String>>(1)?
+                    .map(|column| properties_json(&column).expect("a properties column"))
+                    .unwrap_or(Value::Null),
                 body: row.get(2)?,
                 fields: json_column(row.get(3)?),
                 unmodeled: json_column(row.get(4)?),

@@ -193,7 +193,9 @@ const DEVICES_BY_DISPLAY_NAME: &str =
 // one range scan there (plus a scan of the small inbox). Times are Unix milliseconds; `fields`
 // is the JSON object of a JSON body's top-level fields (NULL for other bodies), `unmodeled` a
 // JSON array of those the device's template does not declare as telemetry (NULL: none),
-// `properties` `{"system": {..}, "application": [[name, value], ..]}` (NULL: none), `body`
+// `properties` `{"system": {..}, "application": [[name, value], ..]}` (NULL: none; rows
+// written since the compact form hold the message's property bag instead, see
+// `telemetry::properties_json`), `body`
 // the payload's bytes exactly as sent, except that a body whose text is exactly `fields` is
 // stored once, as an empty `body` beside `fields` (an empty payload has no `fields`).
 

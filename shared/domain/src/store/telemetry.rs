@@ -168,11 +168,75 @@ impl<'a> Fields<'a> {
 pub const STORED_BODY: &str =
     "CASE WHEN length(body) = 0 AND fields IS NOT NULL THEN CAST(fields AS BLOB) ELSE body END";
 
-/// The `properties` column, serialised straight from the message.
-#[derive(serde::Serialize)]
-struct PropertiesColumn<'a> {
-    system: &'a BTreeMap<String, String>,
-    application: &'a [(String, String)],
+/// The `properties` column of a message: its property bag, as compact as it stays lossless
+/// (every row stores one, and a row's bytes are what compaction pays for). `name=value` pairs
+/// joined by `&`: the system properties by name, then the application properties in the order
+/// sent. Only `%`, `&`, `=`, `{` and control characters are percent-encoded, and the `$` of an
+/// application property named `$.…` (so a raw name starting with `$.` is a system property).
+/// The SDKs' usual `$.ct=application/json&$.ce=utf-8` takes 33 bytes, against 70 as JSON.
+/// Rows written before hold the JSON form, `{"system": {..}, "application": [..]}`, which a
+/// bag never starts with (`{` is encoded); [`properties_json`] reads both.
+fn properties_column(
+    system: &BTreeMap<String, String>,
+    application: &[(String, String)],
+) -> String {
+    fn push(out: &mut String, text: &str) {
+        for c in text.chars() {
+            if matches!(c, '%' | '&' | '=' | '{') || c.is_control() {
+                let mut utf8 = [0; 4];
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    let mut out = String::new();
+    let pairs = system
+        .iter()
+        .map(|(name, value)| (name, value, false))
+        .chain(
+            application
+                .iter()
+                .map(|(name, value)| (name, value, name.starts_with("$."))),
+        );
+    for (name, value, escape_dollar) in pairs {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        if escape_dollar {
+            out.push_str("%24");
+            push(&mut out, &name[1..]);
+        } else {
+            push(&mut out, name);
+        }
+        out.push('=');
+        push(&mut out, value);
+    }
+    out
+}
+
+/// A `properties` column as `{"system": {name: value, ..}, "application": [[name, value], ..]}`:
+/// the property bag of [`properties_column`], or the JSON that rows written before it hold.
+/// `None` for a column that is neither.
+pub fn properties_json(column: &str) -> Option<serde_json::Value> {
+    if column.starts_with('{') {
+        return serde_json::from_str(column).ok();
+    }
+    let mut system = serde_json::Map::new();
+    let mut application = Vec::new();
+    for pair in column.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=')?;
+        let value = serde_json::Value::String(crate::percent::decode(value)?);
+        if name.starts_with("$.") {
+            system.insert(crate::percent::decode(name)?, value);
+        } else {
+            let name = serde_json::Value::String(crate::percent::decode(name)?);
+            application.push(serde_json::Value::Array(vec![name, value]));
+        }
+    }
+    Some(serde_json::json!({"system": system, "application": application}))
 }
 
 /// Writes `batch` in one transaction (see the module docs). `now` is recorded with the batch id.
@@ -457,11 +521,7 @@ fn decode<'a>(
             let properties = if system.is_empty() && message.application_properties.is_empty() {
                 None
             } else {
-                serde_json::to_string(&PropertiesColumn {
-                    system,
-                    application: &message.application_properties,
-                })
-                .ok()
+                Some(properties_column(system, &message.application_properties))
             };
             Ok(Incoming {
                 message,
@@ -889,7 +949,7 @@ fn row_from(row: Vec<Value>) -> Result<TelemetryRow, StoreError> {
     let component = text(next()?);
     let enqueued_at = next()?.as_integer().ok_or_else(|| bad("enqueued_at"))?;
     let device_time = next()?.as_integer();
-    let properties = text(next()?).and_then(|t| serde_json::from_str(&t).ok());
+    let properties = text(next()?).and_then(|t| properties_json(&t));
     let body = match next()? {
         Value::Blob(body) => body,
         Value::Text(body) => body.into_bytes(),
@@ -1218,6 +1278,56 @@ mod tests {
                 ("sensor".into(), "humidity".into(), json!(30), T0 + 1),
             ]
         );
+    }
+
+    /// The properties column is the bag, small and lossless: whatever the names and values,
+    /// it reads back as the JSON form rows held before, which still reads too.
+    #[test]
+    fn message_properties_are_stored_as_a_compact_bag_and_read_back_exactly() {
+        let system: BTreeMap<String, String> = [
+            ("$.ct", "application/json"),
+            ("$.ce", "utf-8"),
+            ("$.mid", "a&b=c%d{e}"),
+            ("$.sub", "th\u{e9}rmostat\n1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let application: Vec<(String, String)> = [
+            ("alert", "high temp"),
+            ("a/b", "x&y=z"),
+            ("$.looks-system", "but is not"),
+            ("{json}", "{\"k\": [1, 2]}"),
+            ("alert", ""),
+            ("", "empty name"),
+            ("tab\there", "%41"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let expected = json!({"system": system, "application": application});
+        let column = properties_column(&system, &application);
+        assert!(!column.starts_with('{'), "{column}");
+        assert_eq!(properties_json(&column), Some(expected.clone()), "{column}");
+        // Rows written before the bag hold the JSON itself.
+        assert_eq!(properties_json(&expected.to_string()), Some(expected));
+        // What the SDKs send by default.
+        let usual: BTreeMap<String, String> = [("$.ct", "application/json"), ("$.ce", "utf-8")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let column = properties_column(&usual, &[]);
+        assert_eq!(column, "$.ce=utf-8&$.ct=application/json");
+        assert_eq!(
+            properties_json(&column),
+            Some(json!({"system": usual, "application": []}))
+        );
+        assert_eq!(
+            properties_json("only=app"),
+            Some(json!({"system": {}, "application": [["only", "app"]]}))
+        );
+        assert_eq!(properties_json("broken"), None);
+        assert_eq!(properties_json("bad=%zz"), None);
     }
 
     #[test]
