@@ -15,7 +15,8 @@
 //!   unless `$.ct` names a non-JSON type or `$.ce` a non-UTF-8 encoding; a JSON object's
 //!   top-level fields become `fields`, and those the device's template does not declare as
 //!   telemetry of the message's component (`$.sub`) are listed in `unmodeled` (a device without
-//!   a template, or unknown, has every field unmodeled). Fields are kept either way.
+//!   a template, or unknown, has every field unmodeled). Fields are kept either way. The
+//!   message's properties are kept as its compact property bag ([`properties_json`] reads it).
 //! - `last_values`: per (device, component, field), the value of the newest message by
 //!   enqueued time, kept as one row per (device, component) whose `fields` object holds
 //!   `[value, enqueued_at]` per name (one row per device a batch, not one per field). A
