@@ -1049,15 +1049,20 @@ mod tests {
         sql
     }
 
+    /// Owned name-value pairs, collected into a map or a vector.
+    fn owned<T: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> T {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     fn message(device: &str, at: i64, body: &[u8], system: &[(&str, &str)]) -> DeviceMessage {
         DeviceMessage {
             device_id: device.into(),
             module_id: None,
             enqueued_at: at,
-            system_properties: system
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            system_properties: owned(system),
             application_properties: vec![],
             body: BASE64.encode(body),
         }
@@ -1325,16 +1330,13 @@ mod tests {
     /// it reads back as the JSON form rows held before, which still reads too.
     #[test]
     fn message_properties_are_stored_as_a_compact_bag_and_read_back_exactly() {
-        let system: BTreeMap<String, String> = [
+        let system: BTreeMap<String, String> = owned(&[
             ("$.ct", "application/json"),
             ("$.ce", "utf-8"),
             ("$.mid", "a&b=c%d{e}"),
             ("$.sub", "th\u{e9}rmostat\n1"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let application: Vec<(String, String)> = [
+        ]);
+        let application: Vec<(String, String)> = owned(&[
             ("alert", "high temp"),
             ("a/b", "x&y=z"),
             ("$.looks-system", "but is not"),
@@ -1342,10 +1344,7 @@ mod tests {
             ("alert", ""),
             ("", "empty name"),
             ("tab\there", "%41"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let expected = json!({"system": system, "application": application});
         let column = properties_column(&system, &application);
         assert!(!column.starts_with('{'), "{column}");
@@ -1353,10 +1352,8 @@ mod tests {
         // Rows written before the bag hold the JSON itself.
         assert_eq!(properties_json(&expected.to_string()), Some(expected));
         // What the SDKs send by default.
-        let usual: BTreeMap<String, String> = [("$.ct", "application/json"), ("$.ce", "utf-8")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let usual: BTreeMap<String, String> =
+            owned(&[("$.ct", "application/json"), ("$.ce", "utf-8")]);
         let column = properties_column(&usual, &[]);
         assert_eq!(column, "$.ce=utf-8&$.ct=application/json");
         assert_eq!(
@@ -1373,13 +1370,7 @@ mod tests {
 
     #[test]
     fn a_body_is_read_as_json_unless_its_content_type_or_encoding_says_otherwise() {
-        let json = |pairs: &[(&str, &str)]| {
-            let system: BTreeMap<String, String> = pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            looks_like_json(&system)
-        };
+        let json = |pairs: &[(&str, &str)]| looks_like_json(&owned(pairs));
         assert!(json(&[]));
         assert!(json(&[("$.ct", "application/json"), ("$.ce", "utf-8")]));
         assert!(json(&[("$.ct", "Application/JSON; charset=UTF-8")]));
