@@ -171,7 +171,8 @@ pub const STORED_BODY: &str =
 /// (every row stores one, and a row's bytes are what compaction pays for). `name=value` pairs
 /// joined by `&`: the system properties by name, then the application properties in the order
 /// sent. Only `%`, `&`, `=`, `{` and control characters are percent-encoded, and the `$` of an
-/// application property named `$.…` (so a raw name starting with `$.` is a system property).
+/// application property named `$.…` (so a raw name starting with `$.` is a system property;
+/// the ingest contract's system properties are the `$.` names of the topic's bag).
 /// The SDKs' usual `$.ct=application/json&$.ce=utf-8` takes 33 bytes, against 70 as JSON.
 /// Rows written before hold the JSON form, `{"system": {..}, "application": [..]}`, which a
 /// bag never starts with (`{` is encoded); [`properties_json`] reads both.
