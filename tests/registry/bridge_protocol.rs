@@ -24,6 +24,7 @@ use crate::bridge::{
     assert_all_stored, create_device, device_key, hub_username, runtime, stored_message_ids,
     telemetry_body, telemetry_topic, unix_secs, Device, DeviceKey, Dialer, TestBridge,
 };
+use crate::ingest::count;
 use crate::Gyre;
 
 /// A well-behaved device, connected before the misbehaving ones and kept connected: after each
@@ -717,18 +718,12 @@ fn a_backlog_of_a_compaction_step_is_compacted_under_load_without_waiting_for_th
         acknowledged
     });
     let db = rusqlite::Connection::open(gyre.database_path()).expect("open the state database");
-    let count = |table: &str| -> i64 {
-        db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .unwrap()
-    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while count("telemetry") < 16_384 && Instant::now() < deadline {
+    while count(&db, "telemetry") < 16_384 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
-        (count("telemetry"), count("telemetry_inbox")),
+        (count(&db, "telemetry"), count(&db, "telemetry_inbox")),
         (16_384, (MESSAGES - 16_384) as i64),
         "one whole step compacted, the rest waits in the inbox"
     );

@@ -39,7 +39,8 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn count(db: &Connection, table: &str) -> i64 {
+/// Rows in `table`.
+pub(crate) fn count(db: &Connection, table: &str) -> i64 {
     db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
         row.get(0)
     })
