@@ -1,7 +1,12 @@
 //! `fermyon:spin/sqlite@2.0.0`: Spin's SQLite interface over local database files.
 //!
-//! Durability: every connection runs in WAL mode with `synchronous=FULL`, so a commit the guest
-//! saw succeed is on disk before it returns. Concurrency: each `open` takes a connection of its
+//! Durability: a commit the guest saw succeed is on disk before it returns. Every connection
+//! runs in WAL mode; a guest's connection commits with `synchronous=NORMAL` (SQLite appends the
+//! transaction to the WAL without syncing it), releases the write lock, and only then syncs the
+//! WAL before the statement returns (see [`Database::sync_wal`]). The sync, the slowest part of
+//! a commit, so no longer holds back every other writer, and concurrent commits share syncs.
+//! Another connection may read a commit up to that sync before it is durable; a guest that acts
+//! on a commit of its own (acknowledges a message, say) does so only after its sync. Concurrency: each `open` takes a connection of its
 //! own from a per-database pool, so transactions of concurrent instances never mix. SQLite
 //! allows one writer at a time and answers SQLITE_BUSY, without waiting, when a deferred
 //! transaction that has read tries to write while another connection writes. To keep that error
@@ -59,6 +64,10 @@ pub struct Databases {
 
 pub struct Database {
     path: PathBuf,
+    /// The WAL file beside it, synced after each commit of a guest's connection.
+    wal_path: PathBuf,
+    /// How many times the WAL was synced by [`Database::sync_wal`].
+    wal_syncs: std::sync::atomic::AtomicU64,
     idle: Mutex<Vec<Connection>>,
     /// Held by the one connection that is writing or inside a transaction.
     write_lock: Arc<tokio::sync::Mutex<()>>,
@@ -95,8 +104,12 @@ impl Database {
                     Some(format!("cannot start the WAL checkpointer: {err}")),
                 )
             })?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
         Ok(Database {
             path: path.to_path_buf(),
+            wal_path: PathBuf::from(wal_path),
+            wal_syncs: std::sync::atomic::AtomicU64::new(0),
             idle: Mutex::new(vec![first]),
             write_lock,
             stop_checkpointer: stop,
@@ -115,10 +128,12 @@ impl Drop for Database {
 /// automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, while that commit
 /// still holds the write lock every other writer waits for; here a thread of the database's
 /// own does it beside the writers instead (a passive checkpoint takes no write lock).
-/// Durability is unchanged: a commit is durable once its WAL frames are synced.
+/// Its commits do not sync the WAL (`synchronous=NORMAL`): whoever commits through it syncs
+/// the WAL afterwards with [`Database::sync_wal`], outside the write lock. SQLite still syncs
+/// the WAL before a checkpoint copies it, and the database file after.
 fn open_pooled(path: &Path) -> rusqlite::Result<Connection> {
     let conn = open_durable(path)?;
-    conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")?;
     // A WAL that grew large while a reader kept it from starting over shrinks back to this
     // when it next starts over.
     conn.execute_batch("PRAGMA journal_size_limit = 67108864")?;
@@ -226,11 +241,29 @@ impl Databases {
         let conn = db.take_connection().map_err(|err| err.to_string())?;
         let result = conn.execute_batch(sql).map_err(|err| err.to_string());
         db.give_back(conn);
-        result
+        result?;
+        db.sync_wal()
+            .map_err(|err| format!("syncing the WAL: {err}"))
     }
 }
 
 impl Database {
+    /// Makes every commit so far durable: syncs the WAL, which holds the commits of guests'
+    /// connections (appended, not synced, see [`open_pooled`]). A WAL's frames are valid only
+    /// as an unbroken, checksummed prefix, so a sync covers every earlier commit as well; a
+    /// missing WAL has nothing to sync (every commit in it was checkpointed and the file
+    /// removed with the last connection).
+    fn sync_wal(&self) -> std::io::Result<()> {
+        match std::fs::OpenOptions::new().write(true).open(&self.wal_path) {
+            Ok(wal) => wal.sync_data()?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        self.wal_syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     fn take_connection(&self) -> rusqlite::Result<Connection> {
         match self.take_idle() {
             Some(conn) => Ok(conn),
@@ -307,6 +340,31 @@ fn may_commit(stmt: &rusqlite::Statement<'_>, sql: &str, autocommit: bool) -> bo
         return true;
     }
     autocommit && !stmt.readonly()
+}
+
+/// Runs a statement that may commit: once the connection is back in autocommit mode (committed,
+/// or rolled back), releases the write lock so that other writers go on while the WAL syncs,
+/// then syncs it; the statement returns once its commit is durable.
+fn run_commit(
+    db: &Database,
+    conn: &Connection,
+    write_guard: Option<OwnedMutexGuard<()>>,
+    sql: &str,
+    params: Vec<Value>,
+) -> (Option<OwnedMutexGuard<()>>, rusqlite::Result<QueryResult>) {
+    let result = run_statement(conn, sql, params);
+    if !conn.is_autocommit() {
+        return (write_guard, result);
+    }
+    drop(write_guard);
+    let result = result.and_then(|rows| match db.sync_wal() {
+        Ok(()) => Ok(rows),
+        Err(err) => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+            Some(format!("syncing the WAL after a commit: {err}")),
+        )),
+    });
+    (None, result)
 }
 
 /// Runs one prepared-once statement and collects its rows.
@@ -400,7 +458,8 @@ impl sqlite::HostConnection for InstanceState {
             return Ok(Err(Error::InvalidConnection));
         };
         let mut write_guard = handle.write_guard.take();
-        let write_lock = handle.db.write_lock.clone();
+        let db = handle.db.clone();
+        let write_lock = db.write_lock.clone();
         // What the statement is decides where it runs and whether it needs the write lock.
         let plan = conn.prepare_cached(&statement).map(|stmt| {
             (
@@ -416,7 +475,8 @@ impl sqlite::HostConnection for InstanceState {
                 }
                 if commit {
                     let joined = tokio::task::spawn_blocking(move || {
-                        let result = run_statement(&conn, &statement, parameters);
+                        let (write_guard, result) =
+                            run_commit(&db, &conn, write_guard, &statement, parameters);
                         (conn, write_guard, result)
                     })
                     .await;
@@ -470,6 +530,44 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!((mode.as_str(), sync), ("wal", 2));
+    }
+
+    #[test]
+    fn a_guest_commit_releases_the_write_lock_then_syncs_the_wal_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("g.db")).unwrap();
+        let conn = db.take_connection().unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            sync, 1,
+            "a guest's commit appends to the WAL unsynced (NORMAL)"
+        );
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        let syncs = || db.wal_syncs.load(std::sync::atomic::Ordering::Relaxed);
+
+        // Inside a transaction nothing is committed yet: the lock stays, nothing is synced.
+        let guard = db.write_lock.clone().try_lock_owned().unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (guard, result) =
+            run_commit(&db, &conn, Some(guard), "INSERT INTO t VALUES (1)", vec![]);
+        result.unwrap();
+        assert!(guard.is_some() && db.write_lock.try_lock().is_err());
+        assert_eq!(syncs(), 0);
+
+        let (guard, result) = run_commit(&db, &conn, guard, "COMMIT", vec![]);
+        result.unwrap();
+        assert!(guard.is_none(), "the commit gives the write lock back");
+        assert!(db.write_lock.try_lock().is_ok());
+        assert_eq!(syncs(), 1, "the commit returned only after syncing the WAL");
+
+        // A write in autocommit mode is its own commit.
+        let (guard, result) = run_commit(&db, &conn, None, "INSERT INTO t VALUES (2)", vec![]);
+        result.unwrap();
+        assert!(guard.is_none());
+        assert_eq!(syncs(), 2);
+        db.give_back(conn);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The ingest component: `POST /internal/ingest`, the bridge's batches of device messages and
 //! connectivity events (contract: `gyre_domain::ingest`), written in one SQLite transaction by
 //! `gyre_domain::store::telemetry::apply_batch`. A 200 answer means the batch is committed
-//! durably (the host runs SQLite with `synchronous=FULL`), so the bridge may PUBACK its
+//! durably (the host syncs the WAL before a commit returns), so the bridge may PUBACK its
 //! messages; a replayed batch id answers 200 with `duplicate: true` and writes nothing.
 //!
 //! Compaction: the batch's answer says `compactionDue` once the inbox holds at least

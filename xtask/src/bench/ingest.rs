@@ -21,7 +21,7 @@
 //!
 //! What the comparison means: mosquitto acknowledges a QoS 1 PUBLISH as soon as it has read it
 //! (nothing subscribes, nothing is stored), while the bridge acknowledges only after the batch
-//! holding the message was committed to SQLite with `synchronous=FULL`. The load generator and
+//! holding the message was committed to SQLite and its WAL synced. The load generator and
 //! the servers share this machine's cores; compare ratios, not absolutes.
 
 mod mosquitto;
