@@ -27,17 +27,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gyre_domain::ingest::{ConnectivityEvent, DeviceMessage, IngestBatch};
+use gyre_domain::ingest::{binary, ConnectivityEvent, DeviceMessage, IngestBatch};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
 use crate::upstream::{new_batch_id, IngestFailed, Upstream};
 
-/// A batch is due once its messages' bodies and properties reach this many bytes (base64, as
-/// sent). The ingest component refuses request bodies over 8 MiB (`functions/ingest`,
-/// `MAX_BATCH_BYTES`) with a permanent 413, and a full-size message (256 KiB, ~350 KB in
-/// base64) must still fit after a batch just under this budget.
+/// A batch is due once its messages reach this many bytes in the binary form it is sent in
+/// (`gyre_domain::ingest::binary`). The ingest component refuses request bodies over 8 MiB
+/// (`functions/ingest`, `MAX_BATCH_BYTES`) with a permanent 413, and a full-size message
+/// (256 KiB) must still fit after a batch just under this budget.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Completed with the outcome of the batch that held the message.
@@ -124,7 +124,7 @@ pub struct Batch {
     messages: Vec<DeviceMessage>,
     acks: Vec<AckSender>,
     events: Vec<ConnectivityEvent>,
-    /// The messages' size as sent: base64 bodies and property names and values.
+    /// The messages' size as sent (binary form).
     bytes: usize,
     /// When the first item arrived; `None` while empty.
     oldest: Option<Instant>,
@@ -149,7 +149,7 @@ impl Batch {
         self.oldest.get_or_insert(now);
         match submission {
             Submission::Message(Pending { message, ack }) => {
-                self.bytes += message_bytes(&message);
+                self.bytes += binary::message_len(&message);
                 self.messages.push(message);
                 self.acks.push(ack);
             }
@@ -166,17 +166,6 @@ impl Batch {
         };
         (batch, self.acks)
     }
-}
-
-/// A message's share of the request body, roughly: its base64 body and its properties.
-fn message_bytes(message: &DeviceMessage) -> usize {
-    let properties = message
-        .system_properties
-        .iter()
-        .chain(message.application_properties.iter().map(|(k, v)| (k, v)))
-        .map(|(name, value)| name.len() + value.len() + 8)
-        .sum::<usize>();
-    message.body.len() + properties + message.device_id.len() + 64
 }
 
 /// The sessions' side of the channel. Cheap to clone; the batcher stops when every clone is

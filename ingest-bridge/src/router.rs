@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use gyre_domain::ingest::DeviceMessage;
 use gyre_domain::mqtt::{
     authorize_publish, parse_publish_topic, AccessError, DeviceTopic, Endpoint, OperationId,
@@ -77,7 +76,7 @@ pub fn route(
             enqueued_at: now_millis,
             system_properties: system_map(properties.system),
             application_properties: properties.application,
-            body: base64::engine::general_purpose::STANDARD.encode(payload),
+            body: payload.to_vec(),
         }),
         DeviceTopic::TwinGet { rid } => Routed::TwinGet { rid },
         DeviceTopic::TwinPatchReported { rid, .. } => Routed::TwinPatchReported { rid },
@@ -156,7 +155,7 @@ mod tests {
             message.application_properties,
             vec![("alert".to_owned(), "high temp".to_owned())]
         );
-        assert_eq!(message.body, "eyJ0IjoxfQ==");
+        assert_eq!(message.body, br#"{"t":1}"#);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gyre_domain::ingest::{IngestBatch, IngestResult, BATCH_ID_HEADER};
+use gyre_domain::ingest::{binary, IngestBatch, IngestResult, BATCH_ID_HEADER};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -169,7 +169,7 @@ impl HttpUpstream {
     /// One attempt. `Err(Retry)` and `Err(Final)` tell the loop in `send` what to do.
     async fn attempt(&self, batch_id: &str, body: Bytes) -> Result<IngestResult, AttemptError> {
         let request = http::Request::post(self.ingest_uri.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, binary::BINARY_CONTENT_TYPE)
             .header(SECRET_HEADER, self.secret.clone())
             .header(BATCH_ID_HEADER, batch_id)
             .body(Full::new(body))
@@ -220,9 +220,8 @@ enum AttemptError {
 
 impl Upstream for HttpUpstream {
     async fn send(&self, batch: &IngestBatch) -> Result<IngestResult, IngestFailed> {
-        // Serialized once: every attempt sends the same bytes under the same batch id.
-        let body =
-            Bytes::from(serde_json::to_vec(batch).expect("an IngestBatch always serializes"));
+        // Encoded once: every attempt sends the same bytes under the same batch id.
+        let body = Bytes::from(binary::encode(batch));
         let started = Instant::now();
         let mut attempts = 0u32;
         loop {

@@ -51,7 +51,7 @@ fn message(n: i64) -> DeviceMessage {
         enqueued_at: n,
         system_properties: Default::default(),
         application_properties: Vec::new(),
-        body: "e30=".into(),
+        body: b"{}".to_vec(),
     }
 }
 
@@ -156,14 +156,14 @@ fn flush_policy_decides_by_size_and_age() {
 #[test]
 fn a_batch_is_due_once_its_bodies_reach_the_byte_budget() {
     // The ingest component refuses bodies over 8 MiB; a batch of full-size (256 KiB) messages
-    // in base64 must stay under it, whatever `max_messages` says.
+    // must stay under it, whatever `max_messages` says.
     let policy = FlushPolicy {
         max_messages: 1000,
         max_age: Duration::from_secs(60),
         eager: false,
     };
     let start = Instant::now();
-    let full_size = "A".repeat(256 * 1024 / 3 * 4);
+    let full_size = vec![b'A'; 256 * 1024];
     let mut batch = Batch::new();
     let mut pushed = 0;
     while !policy.is_due(&batch, start, true) {

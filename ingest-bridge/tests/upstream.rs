@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gyre_domain::ingest::{
-    ConnectivityEvent, ConnectivityKind, DeviceMessage, IngestBatch, IngestResult, BATCH_ID_HEADER,
+    binary, ConnectivityEvent, ConnectivityKind, DeviceMessage, IngestBatch, IngestResult,
+    BATCH_ID_HEADER,
 };
 use gyre_ingest_bridge::batcher::{self, BatcherConfig, FlushPolicy};
 use gyre_ingest_bridge::compactor;
@@ -31,6 +32,7 @@ struct Seen {
     method: http::Method,
     path: String,
     headers: http::HeaderMap,
+    /// The batch (decoded from its binary form) as JSON, for easy inspection.
     body: serde_json::Value,
 }
 
@@ -64,7 +66,7 @@ async fn fake_app(
                     let body: serde_json::Value = if parts.uri.path() == "/internal/compact" {
                         serde_json::Value::Null
                     } else {
-                        serde_json::from_slice(&body).unwrap()
+                        serde_json::to_value(binary::decode(&body).unwrap()).unwrap()
                     };
                     let status = if body.is_null() {
                         200
@@ -128,7 +130,7 @@ fn batch() -> IngestBatch {
             enqueued_at: 1_764_161_225_120,
             system_properties: [("$.ct".to_owned(), "application/json".to_owned())].into(),
             application_properties: vec![("alert".into(), "true".into())],
-            body: "eyJ0IjoyMX0=".into(),
+            body: br#"{"t":21}"#.to_vec(),
         }],
         events: vec![ConnectivityEvent {
             device_id: "thermostat-1".into(),
@@ -163,7 +165,7 @@ async fn a_batch_is_posted_as_json_with_the_secret_and_batch_id_headers() {
     assert_eq!(request.headers[BATCH_ID_HEADER], batch.batch_id.as_str());
     assert_eq!(
         request.headers[http::header::CONTENT_TYPE],
-        "application/json"
+        binary::BINARY_CONTENT_TYPE
     );
     assert_eq!(request.body, serde_json::to_value(&batch).unwrap());
     assert_eq!(

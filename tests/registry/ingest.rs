@@ -2,19 +2,30 @@
 //! connectivity events to `/internal/ingest`; Gyre stores it once, however often it is retried.
 //! There is no telemetry API yet, so the tests read the database file the host writes.
 
-use gyre_domain::store::telemetry::STORED_BODY;
+use gyre_domain::ingest::binary::{self, BINARY_CONTENT_TYPE};
+use gyre_domain::ingest::IngestBatch;
+use gyre_domain::store::telemetry::{properties_json, STORED_BODY};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::{expect_error, Gyre};
 
 fn post_batch(gyre: &Gyre, secret: &str, body: &[u8]) -> gyre_tests::HttpResponse {
+    post_batch_as(gyre, secret, "application/json", body)
+}
+
+fn post_batch_as(
+    gyre: &Gyre,
+    secret: &str,
+    content_type: &str,
+    body: &[u8],
+) -> gyre_tests::HttpResponse {
     gyre.host().request_with_headers(
         "POST",
         "/internal/ingest",
         &[
             ("x-gyre-internal-secret", secret),
-            ("content-type", "application/json"),
+            ("content-type", content_type),
         ],
         body,
     )
@@ -142,6 +153,72 @@ fn a_batch_is_stored_once_and_a_replay_is_a_duplicate() {
         404,
         "unknown ids create no device"
     );
+}
+
+#[test]
+fn a_batch_in_the_bridges_binary_form_is_stored_as_its_json_form_is() {
+    let gyre = Gyre::start();
+    let raw = [0xde_u8, 0xad, 0x00, 0xff];
+    let batch: IngestBatch = serde_json::from_value(json!({
+        "batchId": "binary-1",
+        "messages": [
+            {"deviceId": "d1", "enqueuedAt": 1_000, "systemProperties": {"$.sub": "sensor"},
+             "body": base64(br#"{"temp": 21.5}"#)},
+            {"deviceId": "d1", "moduleId": "m1", "enqueuedAt": 1_001,
+             "systemProperties": {"$.ct": "application/octet-stream"},
+             "applicationProperties": [["kind", "raw"], ["kind", "é&="]], "body": base64(&raw)}
+        ],
+        "events": [{"deviceId": "d1", "kind": "disconnected", "at": 999}]
+    }))
+    .unwrap();
+    let encoded = binary::encode(&batch);
+    let secret = gyre.internal_secret();
+
+    // Malformed binary batches first: each is refused with IoT Central's error shape.
+    let mut trailing = encoded.clone();
+    trailing.push(0);
+    let malformed: [&[u8]; 4] = [&encoded[..encoded.len() - 1], &trailing, b"GIB9\0\0\0", b""];
+    for bad in malformed {
+        expect_error(&post_batch_as(&gyre, secret, BINARY_CONTENT_TYPE, bad), 400);
+    }
+    let db = Connection::open(gyre.database_path()).unwrap();
+    assert_eq!(count(&db, "ingest_batches"), 0);
+
+    let response = post_batch_as(&gyre, secret, BINARY_CONTENT_TYPE, &encoded);
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.json(),
+        json!({"batchId": "binary-1", "nMessages": 2, "nEvents": 1, "duplicate": false,
+               "compactionDue": false})
+    );
+    let rows = stored(&db);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].1.as_deref(), Some("sensor"));
+    assert_eq!(
+        rows[0]
+            .3
+            .as_deref()
+            .map(|f| serde_json::from_str::<Value>(f).unwrap()),
+        Some(json!({"temp": 21.5}))
+    );
+    assert_eq!(rows[1].2, raw.to_vec());
+    let properties: String = db
+        .query_row(
+            "SELECT properties FROM telemetry_inbox WHERE module_id = 'm1'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        properties_json(&properties),
+        Some(json!({"system": {"$.ct": "application/octet-stream"},
+                    "application": [["kind", "raw"], ["kind", "é&="]]}))
+    );
+    assert_eq!(count(&db, "connectivity"), 1);
+
+    // The same batch id again, as JSON this time: one batch, whatever its form.
+    let replay = post_batch(&gyre, secret, &serde_json::to_vec(&batch).unwrap());
+    assert_eq!(replay.json()["duplicate"], json!(true), "{}", replay.body);
 }
 
 #[test]

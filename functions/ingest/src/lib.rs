@@ -38,10 +38,10 @@
 //! Handlers parse, call gyre-domain, and map the result; no SQL here.
 
 use gyre_component::{
-    api, internal, json_response, method_not_allowed, read_json_limited, route_not_found, ApiError,
-    Ctx,
+    api, internal, json_response, media_type, method_not_allowed, read_body_limited,
+    read_json_limited, route_not_found, ApiError, Ctx,
 };
-use gyre_domain::ingest::IngestBatch;
+use gyre_domain::ingest::{binary, IngestBatch};
 use gyre_domain::store::telemetry::{self, IngestError};
 use gyre_domain::store::telemetry_query;
 use gyre_domain::store::{c2d, rollups};
@@ -93,7 +93,7 @@ fn routes() -> Router {
 }
 
 fn ingest(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, ApiError> {
-    let batch: IngestBatch = read_json_limited(&request, MAX_BATCH_BYTES)?;
+    let batch = read_batch(&request)?;
     let mut result =
         telemetry::apply_batch(&mut ctx.sql, &batch, ctx.now).map_err(|err| match err {
             IngestError::Invalid { message } => ApiError::BadRequest { message },
@@ -112,6 +112,18 @@ fn ingest(ctx: &mut Ctx, request: Request, _params: Params) -> Result<Response, 
         }
     }
     json_response(200, &result)
+}
+
+/// The batch in its binary form (what the bridge sends) or as JSON.
+fn read_batch(request: &Request) -> Result<IngestBatch, ApiError> {
+    if media_type(request) != binary::BINARY_CONTENT_TYPE {
+        return read_json_limited(request, MAX_BATCH_BYTES);
+    }
+    binary::decode(read_body_limited(request, MAX_BATCH_BYTES)?).map_err(|err| {
+        ApiError::BadRequest {
+            message: err.to_string(),
+        }
+    })
 }
 
 /// What one compaction request did.

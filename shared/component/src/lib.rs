@@ -22,8 +22,8 @@ pub use context::{authorized, internal, random_bytes, Caller, Ctx};
 pub use error::ApiError;
 pub use http::{api, json_response, method_not_allowed, now, request_id, route_not_found};
 pub use rest::{
-    check_if_match, collection, merge_patch, no_content, page_request, page_response, path_param,
-    query_param, read_json, read_json_limited, read_merge_patch, PageRequest, DEFAULT_PAGE_SIZE,
-    MAX_BODY_BYTES, MAX_PAGE_SIZE,
+    check_if_match, collection, media_type, merge_patch, no_content, page_request, page_response,
+    path_param, query_param, read_body_limited, read_json, read_json_limited, read_merge_patch,
+    PageRequest, DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_PAGE_SIZE,
 };
 pub use sql::SpinSql;

@@ -43,22 +43,36 @@ pub fn read_merge_patch(request: &Request) -> Result<serde_json::Value, ApiError
     Ok(patch)
 }
 
-fn checked_body(request: &Request, limit: usize) -> Result<&[u8], ApiError> {
-    let content_type = request
-        .header("content-type")
-        .and_then(|value| value.as_str())
-        .unwrap_or("application/json");
-    let media_type = content_type
+/// The request's media type, lowercase and without parameters; `application/json` when the
+/// request names none.
+pub fn media_type(request: &Request) -> String {
+    content_type(request)
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+fn content_type(request: &Request) -> &str {
+    request
+        .header("content-type")
+        .and_then(|value| value.as_str())
+        .unwrap_or("application/json")
+}
+
+fn checked_body(request: &Request, limit: usize) -> Result<&[u8], ApiError> {
+    let media_type = media_type(request);
     if media_type != "application/json" && media_type != "application/merge-patch+json" {
         return Err(ApiError::UnsupportedMediaType {
-            content_type: content_type.to_string(),
+            content_type: content_type(request).to_string(),
         });
     }
+    read_body_limited(request, limit)
+}
+
+/// The request's body, whatever its type: 413 over `limit` bytes.
+pub fn read_body_limited(request: &Request, limit: usize) -> Result<&[u8], ApiError> {
     let body = request.body();
     if body.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });

@@ -1,11 +1,15 @@
-//! The ingest contract between the bridge and the `ingest` component: the JSON body of
+//! The ingest contract between the bridge and the `ingest` component: the body of
 //! `POST /internal/ingest` (a batch of device messages and connectivity events) and its answer.
+//! A batch comes as JSON (the shape below, for tools and tests) or in its binary form
+//! ([`binary`], which the bridge sends).
 //!
 //! The bridge acknowledges a device's message (PUBACK) only after the batch holding it was
 //! answered 200, which the component sends only after the batch's transaction committed. A batch
 //! carries an id chosen by the bridge; applying the same id twice applies it once, so the bridge
 //! may retry a batch whose answer it never saw. Not owned here: how the component stores a batch
 //! (`store::telemetry`), or how the bridge forms one (its batcher).
+
+pub mod binary;
 
 use std::collections::BTreeMap;
 
@@ -42,8 +46,28 @@ pub struct DeviceMessage {
     /// Application properties in the order sent; names may repeat.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub application_properties: Vec<(String, String)>,
-    /// The payload, base64 (standard alphabet, padded): bodies need not be JSON or UTF-8.
-    pub body: String,
+    /// The payload as published: it need not be JSON or UTF-8. In JSON, a base64 string
+    /// (standard alphabet, padded).
+    #[serde(with = "base64_body")]
+    pub body: Vec<u8>,
+}
+
+mod base64_body {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(body: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(body))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD
+            .decode(text)
+            .map_err(|err| D::Error::custom(format!("a message body is not base64: {err}")))
+    }
 }
 
 /// A device connected or disconnected.
@@ -94,7 +118,7 @@ mod tests {
                 enqueued_at: 1_764_161_225_120,
                 system_properties: BTreeMap::from([("$.ct".into(), "application/json".into())]),
                 application_properties: vec![("alert".into(), "true".into())],
-                body: "eyJ0IjoyMX0=".into(),
+                body: br#"{"t":21}"#.to_vec(),
             }],
             events: vec![ConnectivityEvent { device_id: "d1".into(), kind: ConnectivityKind::Connected, at: 1 }],
         };
@@ -115,5 +139,10 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<IngestBatch>(value).unwrap(), batch);
         assert!(serde_json::from_value::<IngestBatch>(json!({"batchId": "x", "extra": 1})).is_err());
+        let not_base64 = json!({"batchId": "x", "messages": [{
+            "deviceId": "d1", "enqueuedAt": 1, "body": "not base64!"
+        }]});
+        let err = serde_json::from_value::<IngestBatch>(not_base64).unwrap_err();
+        assert!(err.to_string().contains("not base64"), "{err}");
     }
 }

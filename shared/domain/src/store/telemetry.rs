@@ -36,9 +36,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
-
 use super::{Rows, Sql, StoreError, Value};
 use crate::dtdl::DeviceModel;
 use crate::ingest::{ConnectivityKind, DeviceMessage, IngestBatch, IngestResult};
@@ -91,9 +88,8 @@ pub struct LastValue {
     pub enqueued_at: i64,
 }
 
-/// A decoded message, ready to store. Borrows its body (decoded once per batch, see
-/// [`decode_bodies`]) so that a JSON body's fields are slices of it, not copies: this runs for
-/// every message the bridge sends.
+/// A decoded message, ready to store. Borrows its body so that a JSON body's fields are slices
+/// of it, not copies: this runs for every message the bridge sends.
 struct Incoming<'a> {
     message: &'a DeviceMessage,
     component: Option<&'a str>,
@@ -257,8 +253,7 @@ pub fn apply_batch<S: Sql>(
     batch: &IngestBatch,
     now: Timestamp,
 ) -> Result<IngestResult, IngestError> {
-    let bodies = decode_bodies(batch)?;
-    let incoming = decode(batch, &bodies)?;
+    let incoming = decode(batch)?;
     let n_messages = u32::try_from(incoming.len()).unwrap_or(u32::MAX);
     let n_events = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
     // Read outside the transaction: what a device's template models only decides which fields
@@ -480,25 +475,7 @@ pub fn connectivity<S: Sql>(
 // ---- decoding (pure) ----
 
 /// Every message's body, base64-decoded, in batch order.
-fn decode_bodies(batch: &IngestBatch) -> Result<Vec<Vec<u8>>, IngestError> {
-    batch
-        .messages
-        .iter()
-        .enumerate()
-        .map(|(index, message)| {
-            BASE64
-                .decode(&message.body)
-                .map_err(|err| IngestError::Invalid {
-                    message: format!("messages[{index}].body is not base64: {err}"),
-                })
-        })
-        .collect()
-}
-
-fn decode<'a>(
-    batch: &'a IngestBatch,
-    bodies: &'a [Vec<u8>],
-) -> Result<Vec<Incoming<'a>>, IngestError> {
+fn decode(batch: &IngestBatch) -> Result<Vec<Incoming<'_>>, IngestError> {
     check_id("batchId", &batch.batch_id)?;
     for event in &batch.events {
         check_id("events[].deviceId", &event.device_id)?;
@@ -506,9 +483,9 @@ fn decode<'a>(
     batch
         .messages
         .iter()
-        .zip(bodies)
-        .map(|(message, body)| {
+        .map(|message| {
             check_id("messages[].deviceId", &message.device_id)?;
+            let body = message.body.as_slice();
             let system = &message.system_properties;
             let fields = if looks_like_json(system) {
                 Fields::parse(body)
@@ -1065,7 +1042,7 @@ mod tests {
             enqueued_at: at,
             system_properties: owned(system),
             application_properties: vec![],
-            body: BASE64.encode(body),
+            body: body.to_vec(),
         }
     }
 
@@ -1575,7 +1552,7 @@ mod tests {
     fn a_bad_batch_writes_nothing() {
         let mut sql = with_devices();
         let mut bad = message("d1", T0, b"{}", &[]);
-        bad.body = "not base64!".into();
+        bad.device_id = String::new();
         let b = batch("b-1", vec![message("d1", T0, b"{}", &[]), bad]);
         assert!(matches!(
             apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)),
