@@ -542,11 +542,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: &mut watch::Receiver<()>,
 ) -> SessionEnd {
     let keep_alive = keep_alive_timeout_millis(admitted.keep_alive).map(Duration::from_millis);
-    let mut keep_alive_deadline = keep_alive.map(|timeout| Instant::now() + timeout);
-    let token_deadline = Instant::now()
-        + Duration::from_millis(
-            u64::try_from(admitted.token_expiry.unix_millis() - now().unix_millis()).unwrap_or(0),
-        );
+    // When the last packet came. The keep-alive timer moves only when it fires, to that time
+    // plus the timeout: moving it at every packet costs a timer-wheel update per message.
+    let mut last_packet = Instant::now();
+    let keep_alive_timer = tokio::time::sleep(keep_alive.unwrap_or(Duration::MAX));
+    tokio::pin!(keep_alive_timer);
+    let token_timer = tokio::time::sleep(Duration::from_millis(
+        u64::try_from(admitted.token_expiry.unix_millis() - now().unix_millis()).unwrap_or(0),
+    ));
+    tokio::pin!(token_timer);
     // QoS 1 PUBLISHes awaiting their commit, oldest first.
     let mut pending: VecDeque<(PacketId, AckReceiver)> = VecDeque::new();
     let max_inflight = shared.limits.max_inflight.max(1);
@@ -564,8 +568,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(CloseReason::Revoked) => SessionEnd::Revoked,
                 Ok(CloseReason::TakenOver) | Err(_) => SessionEnd::TakenOver,
             },
-            () = tokio::time::sleep_until(token_deadline) => return SessionEnd::TokenExpired,
-            () = sleep_until_some(keep_alive_deadline) => return SessionEnd::KeepAliveExpired,
+            () = &mut token_timer => return SessionEnd::TokenExpired,
+            () = &mut keep_alive_timer, if keep_alive.is_some() => {
+                let deadline = last_packet + keep_alive.unwrap_or_default();
+                if deadline <= Instant::now() {
+                    return SessionEnd::KeepAliveExpired;
+                }
+                keep_alive_timer.as_mut().reset(deadline);
+            }
             Some(message) = next_downlink(&mut downlink) => {
                 let state = downlink.as_mut().expect("a message came, so the downlink exists");
                 for packet in on_downlink(message, state, &subscribed, admitted, shared) {
@@ -608,7 +618,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Ok(None) => return SessionEnd::Closed,
                     Err(err) => return err.into(),
                 };
-                keep_alive_deadline = keep_alive.map(|timeout| Instant::now() + timeout);
+                last_packet = Instant::now();
                 let mut resubscribed = false;
                 let reply = match packet {
                     Packet::Publish(publish) => {
@@ -1003,13 +1013,6 @@ async fn oldest(
 ) -> Result<Result<(), crate::upstream::IngestFailed>, oneshot::error::RecvError> {
     match pending.front_mut() {
         Some((_, receiver)) => receiver.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

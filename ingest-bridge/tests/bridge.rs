@@ -646,6 +646,26 @@ async fn a_silent_device_is_dropped_after_one_and_a_half_keep_alives() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_device_that_keeps_talking_stays_and_is_dropped_once_it_falls_silent() {
+    let bridge = spawn_bridge().await;
+    bridge.register("dev1", true);
+    let (mut device, code) = Client::connect(bridge.addr, "dev1", &bridge.token("dev1"), 10).await;
+    assert_eq!(code, ConnectReturnCode::Accepted);
+    // A ping every 9 s for a minute: each comes before 15 s of silence.
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        device.ping().await;
+    }
+    let last_packet_at = tokio::time::Instant::now();
+    device.assert_closed().await;
+    let silent_for = last_packet_at.elapsed();
+    assert!(
+        (Duration::from_secs(15)..Duration::from_secs(16)).contains(&silent_for),
+        "{silent_for:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_connection_closes_when_its_token_expires() {
     let bridge = spawn_bridge().await;
     bridge.register("dev1", true);
