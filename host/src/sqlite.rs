@@ -6,13 +6,15 @@
 //! WAL before the statement returns (see [`Database::sync_wal`]). The sync, the slowest part of
 //! a commit, so no longer holds back every other writer, and concurrent commits share syncs.
 //! Another connection may read a commit up to that sync before it is durable; a guest that acts
-//! on a commit of its own (acknowledges a message, say) does so only after its sync. Concurrency: each `open` takes a connection of its
-//! own from a per-database pool, so transactions of concurrent instances never mix. SQLite
-//! allows one writer at a time and answers SQLITE_BUSY, without waiting, when a deferred
-//! transaction that has read tries to write while another connection writes. To keep that error
-//! away from guests, the host serialises writers itself: a connection takes the database's
-//! write lock before a statement that writes or opens a transaction (`BEGIN`, `SAVEPOINT`) and
-//! releases it once the connection is back in autocommit mode. Readers outside a transaction
+//! on a commit of its own (acknowledges a message, say) does so only after its sync.
+//!
+//! Concurrency: each `open` takes a connection of its own from a per-database pool, so
+//! transactions of concurrent instances never mix. SQLite allows one writer at a time and
+//! answers SQLITE_BUSY, without waiting, when a deferred transaction that has read tries to
+//! write while another connection writes. To keep that error away from guests, the host
+//! serialises writers itself: a connection takes the database's write lock before a statement
+//! that writes or opens a transaction (`BEGIN`, `SAVEPOINT`) and releases it once the
+//! connection is back in autocommit mode. Readers outside a transaction
 //! never wait (WAL). A `busy_timeout` covers writers in other processes. Guests' connections
 //! never checkpoint the WAL; a thread per database does, beside the writers (see
 //! [`open_pooled`]).
