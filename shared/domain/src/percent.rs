@@ -31,14 +31,28 @@ pub fn decode(raw: &str) -> Option<String> {
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 pub fn encode(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
-    for byte in raw.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
+    encode_into(&mut out, raw, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
+    });
+    out
+}
+
+/// Appends `raw` to `out`, each character `keep` refuses percent-encoded as its UTF-8 bytes.
+pub fn encode_into(out: &mut String, raw: &str, keep: impl Fn(char) -> bool) {
+    if raw.chars().all(&keep) {
+        out.push_str(raw);
+        return;
+    }
+    for c in raw.chars() {
+        if keep(c) {
+            out.push(c);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let mut utf8 = [0; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -177,24 +177,9 @@ fn properties_column(
     application: &[(String, String)],
 ) -> String {
     fn push(out: &mut String, text: &str) {
-        // Nearly always nothing to encode: printable ASCII without the four characters.
-        if text
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'%' | b'&' | b'=' | b'{'))
-        {
-            out.push_str(text);
-            return;
-        }
-        for c in text.chars() {
-            if matches!(c, '%' | '&' | '=' | '{') || c.is_control() {
-                let mut utf8 = [0; 4];
-                for byte in c.encode_utf8(&mut utf8).bytes() {
-                    out.push_str(&format!("%{byte:02X}"));
-                }
-            } else {
-                out.push(c);
-            }
-        }
+        crate::percent::encode_into(out, text, |c| {
+            !matches!(c, '%' | '&' | '=' | '{') && !c.is_control()
+        });
     }
     let mut out = String::with_capacity(64);
     let pairs = system
