@@ -90,6 +90,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             LAST_VALUES_PER_COMPONENT_RENAME,
         ],
     },
+    Migration {
+        name: "last_values_names",
+        statements: &[LAST_VALUES_NAMES],
+    },
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
@@ -494,3 +498,8 @@ const LAST_VALUES_PER_COMPONENT_COPY: &str = "INSERT INTO last_values_per_compon
 const LAST_VALUES_PER_FIELD_DROP: &str = "DROP TABLE last_values";
 const LAST_VALUES_PER_COMPONENT_RENAME: &str =
     "ALTER TABLE last_values_per_component RENAME TO last_values";
+
+/// The names of a last-values row's fields, so that ingest replaces the object whole when a
+/// batch brings the same names instead of merging JSON (`store::telemetry`). NULL: not known
+/// yet (rows from before, or after a merge that added names the batch did not send).
+const LAST_VALUES_NAMES: &str = "ALTER TABLE last_values ADD COLUMN names TEXT";

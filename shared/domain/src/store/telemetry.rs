@@ -808,23 +808,23 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
         .collect();
     multi_row(
         &newest,
-        "INSERT INTO last_values (device_id, component, fields, at) VALUES ",
-        "(?, ?, ?, ?)",
-        // A newer batch's fields override; an older one (a late retry) only adds names not
-        // seen yet, so it never overwrites a newer value.
-        " ON CONFLICT (device_id, component) DO UPDATE SET fields = CASE \
-         WHEN excluded.at >= last_values.at THEN json_patch(last_values.fields, excluded.fields) \
-         ELSE json_patch(excluded.fields, last_values.fields) END, \
-         at = max(last_values.at, excluded.at)",
+        "INSERT INTO last_values (device_id, component, fields, at, names) VALUES ",
+        "(?, ?, ?, ?, ?)",
+        LAST_VALUES_CONFLICT,
         |((device, component), fields), params| {
-            // `{"<name>": [<value>, <at>], ...}`, and the newest of those times.
+            // `{"<name>": [<value>, <at>], ...}`, the newest of those times, and the names as a
+            // JSON array (both in the map's order: sorted, so a set of names has one spelling).
             let mut object = String::with_capacity(fields.len() * 32);
+            let mut names = String::with_capacity(fields.len() * 16);
             object.push('{');
+            names.push('[');
             for (i, (name, (value, at))) in fields.iter().enumerate() {
                 if i > 0 {
                     object.push(',');
+                    names.push(',');
                 }
                 push_json_string(&mut object, name);
+                push_json_string(&mut names, name);
                 object.push_str(":[");
                 object.push_str(value);
                 object.push(',');
@@ -832,16 +832,41 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
                 object.push(']');
             }
             object.push('}');
+            names.push(']');
             let at = fields.values().map(|(_, at)| *at).max().unwrap_or_default();
             params.extend([
                 Value::Text((*device).to_owned()),
                 Value::Text((*component).to_owned()),
                 Value::Text(object),
                 Value::Integer(at),
+                Value::Text(names),
             ]);
         },
     )
 }
+
+/// How a batch's last known values meet the stored ones. A newer batch's fields override; an
+/// older one (a late retry) only adds names not seen yet, so it never overwrites a newer value.
+///
+/// `names` (migration `last_values_names`) is the set of names `fields` holds, spelled as
+/// [`last_value_upserts`] spells it, or NULL when unknown. A device nearly always sends the
+/// same fields, so a newer batch with the same names replaces the whole object as it is, and
+/// SQLite merges JSON (`json_patch`, about half of the statement's time at 100 devices) only
+/// when the names differ. The merged object then holds the batch's names exactly when it has
+/// as many as the batch (a merge only adds names: no value is ever JSON `null`), and `names`
+/// is the batch's or NULL.
+const LAST_VALUES_CONFLICT: &str = " ON CONFLICT (device_id, component) DO UPDATE SET \
+     fields = CASE \
+     WHEN excluded.at >= last_values.at AND excluded.names = last_values.names \
+     THEN excluded.fields \
+     WHEN excluded.at >= last_values.at THEN json_patch(last_values.fields, excluded.fields) \
+     ELSE json_patch(excluded.fields, last_values.fields) END, \
+     names = CASE \
+     WHEN excluded.names = last_values.names THEN last_values.names \
+     WHEN (SELECT count(*) FROM json_each(json_patch(last_values.fields, excluded.fields))) \
+     = (SELECT count(*) FROM json_each(excluded.fields)) THEN excluded.names \
+     ELSE NULL END, \
+     at = max(last_values.at, excluded.at)";
 
 /// Appends `text` as a JSON string: quoted as is when nothing in it needs an escape (field
 /// names nearly always), through serde_json otherwise.
@@ -1417,6 +1442,83 @@ mod tests {
                 ("battery".into(), json!(80), T0 + 5),
                 ("mode".into(), json!(null), T0 + 30),
                 ("temp".into(), json!(20.5), T0 + 10),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_device_that_changes_its_fields_keeps_every_newest_value() {
+        let mut sql = with_devices();
+        let mut n = 0;
+        let mut apply = |sql: &mut RusqliteSql, at: i64, body: &[u8]| {
+            n += 1;
+            let b = batch(&format!("b-{n}"), vec![message("d1", at, body, &[])]);
+            apply_batch(sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+            let names = sql
+                .execute("SELECT names FROM last_values WHERE device_id = 'd1'", &[])
+                .unwrap()
+                .scalar()
+                .cloned();
+            let values: Vec<_> = last_values(sql, "d1")
+                .unwrap()
+                .into_iter()
+                .map(|v| (v.name, v.value, v.enqueued_at - T0))
+                .collect();
+            (
+                names.and_then(|names| names.as_text().map(str::to_owned)),
+                values,
+            )
+        };
+        let row = |name: &str, value: serde_json::Value, at: i64| (name.to_owned(), value, at);
+        // The same names replace the object whole.
+        apply(&mut sql, T0 + 1, br#"{"temp":1,"fan":"on"}"#);
+        let (names, values) = apply(&mut sql, T0 + 2, br#"{"fan":"off","temp":2}"#);
+        assert_eq!(names.as_deref(), Some(r#"["fan","temp"]"#));
+        assert_eq!(
+            values,
+            vec![row("fan", json!("off"), 2), row("temp", json!(2), 2)]
+        );
+        // Fewer names merge, and the names are then unknown.
+        let (names, values) = apply(&mut sql, T0 + 3, br#"{"temp":3}"#);
+        assert_eq!(names, None);
+        assert_eq!(
+            values,
+            vec![row("fan", json!("off"), 2), row("temp", json!(3), 3)]
+        );
+        // More names merge too, and as the merge holds just the batch's names, they are known.
+        let (names, values) = apply(&mut sql, T0 + 4, br#"{"temp":4,"fan":"on","mode":"eco"}"#);
+        assert_eq!(names.as_deref(), Some(r#"["fan","mode","temp"]"#));
+        assert_eq!(
+            values,
+            vec![
+                row("fan", json!("on"), 4),
+                row("mode", json!("eco"), 4),
+                row("temp", json!(4), 4)
+            ]
+        );
+        // Other names of as many: merged, unknown.
+        let (names, values) = apply(&mut sql, T0 + 5, br#"{"a\"b":5,"temp":5,"fan":"off"}"#);
+        assert_eq!(names, None);
+        assert_eq!(values.len(), 4);
+        // A late batch with the same names changes nothing.
+        apply(
+            &mut sql,
+            T0 + 6,
+            br#"{"a\"b":6,"temp":6,"fan":"on","mode":"x"}"#,
+        );
+        let (names, values) = apply(
+            &mut sql,
+            T0 + 1,
+            br#"{"a\"b":0,"temp":0,"fan":"x","mode":"y"}"#,
+        );
+        assert_eq!(names.as_deref(), Some(r#"["a\"b","fan","mode","temp"]"#));
+        assert_eq!(
+            values,
+            vec![
+                row("a\"b", json!(6), 6),
+                row("fan", json!("on"), 6),
+                row("mode", json!("x"), 6),
+                row("temp", json!(6), 6)
             ]
         );
     }
