@@ -28,7 +28,7 @@ Options of the benchmarks:
   --connections N[,N..]   keep-alive connections of the load generator (default 16); `ingest`:
                           the device counts to run (default 1,100,1000,10000)
   --transport T[,T..]     `ingest` only: tcp, tls or both (default tcp,tls)
-  --window N              `ingest` only: PUBACKs outstanding per device (default 8)
+  --window N              `ingest` only: PUBACKs outstanding per device (default 20)
   --no-reference          skip the reference (`host`: `wasmtime serve`; `ingest`: mosquitto)
                           and its installation
 ";
