@@ -380,10 +380,10 @@ fn may_commit(stmt: &rusqlite::Statement<'_>, sql: &str, autocommit: bool) -> bo
 
 /// After a statement that may commit ran (inline, like every statement: with
 /// `synchronous=NORMAL` a commit only appends to the WAL): once the connection is back in
-/// autocommit mode (`autocommit`, read right after the statement) (committed, or rolled back), releases the write lock so that other writers
-/// go on, then syncs the WAL on a blocking thread, or finds that a sync already covered it
-/// ([`Database::sync_through`]); the statement returns once its commit is durable. Inside a
-/// transaction, keeps the lock and syncs nothing.
+/// autocommit mode (`autocommit`, read right after the statement: committed, or rolled back),
+/// releases the write lock so that other writers go on, then syncs the WAL on a blocking
+/// thread, or finds that a sync already covered it ([`Database::sync_through`]); the statement
+/// returns once its commit is durable. Inside a transaction, keeps the lock and syncs nothing.
 ///
 /// Only the sync leaves the runtime's thread: a hand-off to a blocking thread while holding the
 /// write lock kept every other writer waiting for a thread to wake (measured at 100 devices:
