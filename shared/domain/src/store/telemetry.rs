@@ -95,27 +95,57 @@ struct Incoming<'a> {
     component: Option<&'a str>,
     device_time: Option<i64>,
     properties: Option<String>,
+    /// Whether the body was tried as JSON (see [`looks_like_json`]).
+    json: bool,
     body: &'a [u8],
     fields: Option<Fields<'a>>,
 }
 
 /// The top-level fields of a JSON object body, as slices of it.
 enum Fields<'a> {
-    /// Names without escapes (the common case): the body itself is the `fields` text.
+    /// Names without escapes (the common case): the body itself is the `fields` text. In the
+    /// body's order, and a name sent twice is listed twice (JSON lets the last one count): a
+    /// map would sort and deduplicate every message's names when nearly none needs it.
     Borrowed {
         text: &'a str,
-        values: BTreeMap<&'a str, &'a serde_json::value::RawValue>,
+        values: Vec<(&'a str, &'a serde_json::value::RawValue)>,
     },
     /// A name with an escape sequence cannot be borrowed; parsed the slow way.
     Parsed(serde_json::Map<String, serde_json::Value>),
 }
 
+/// Deserialises a JSON object into its members in order, borrowed from the input.
+struct Members<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
 impl<'a> Fields<'a> {
     /// `body`'s fields if it is a JSON object; `None` for anything else.
     fn parse(body: &'a [u8]) -> Option<Fields<'a>> {
-        let borrowed = serde_json::from_slice::<BTreeMap<&str, &serde_json::value::RawValue>>(body)
+        let borrowed = serde_json::from_slice::<Members<'a>>(body)
             .ok()
-            .and_then(|values| Some((std::str::from_utf8(body).ok()?, values)));
+            .and_then(|members| Some((std::str::from_utf8(body).ok()?, members.0)));
         match borrowed {
             Some((text, values)) => Some(Fields::Borrowed { text, values }),
             None => match serde_json::from_slice::<serde_json::Value>(body) {
@@ -125,14 +155,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The names, in order, possibly repeated (see [`Fields::Borrowed`]).
     fn names(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match self {
-            Fields::Borrowed { values, .. } => Box::new(values.keys().copied()),
+            Fields::Borrowed { values, .. } => Box::new(values.iter().map(|(name, _)| *name)),
             Fields::Parsed(fields) => Box::new(fields.keys().map(String::as_str)),
         }
     }
 
-    /// Each field's name and JSON text.
+    /// Each field's name and JSON text, in order; of a repeated name, the last one counts.
     fn entries(&self) -> Box<dyn Iterator<Item = (&str, std::borrow::Cow<'_, str>)> + '_> {
         match self {
             Fields::Borrowed { values, .. } => Box::new(
@@ -145,6 +176,16 @@ impl<'a> Fields<'a> {
                     .iter()
                     .map(|(name, value)| (name.as_str(), value.to_string().into())),
             ),
+        }
+    }
+
+    /// Whether both list the same names in the same order (`false` when unsure).
+    fn same_names(&self, other: &Fields<'_>) -> bool {
+        match (self, other) {
+            (Fields::Borrowed { values: a, .. }, Fields::Borrowed { values: b, .. }) => {
+                a.len() == b.len() && a.iter().zip(b).all(|((x, _), (y, _))| x == y)
+            }
+            _ => false,
         }
     }
 
@@ -465,47 +506,64 @@ fn decode(batch: &IngestBatch) -> Result<Vec<Incoming<'_>>, IngestError> {
     for event in &batch.events {
         check_id("events[].deviceId", &event.device_id)?;
     }
-    batch
-        .messages
-        .iter()
-        .map(|message| {
-            check_id("messages[].deviceId", &message.device_id)?;
-            let body = message.body.as_slice();
-            let system = &message.system_properties;
-            let fields = if looks_like_json(system) {
-                Fields::parse(body)
-            } else {
-                None
-            };
-            let device_time = system
-                .get("$.ctime")
-                .map(String::as_str)
-                .or_else(|| {
-                    message
-                        .application_properties
-                        .iter()
-                        .find(|(name, _)| name == "iothub-creation-time-utc")
-                        .map(|(_, value)| value.as_str())
-                })
-                .and_then(parse_rfc3339_millis);
-            let properties = if system.is_empty() && message.application_properties.is_empty() {
-                None
-            } else {
-                Some(properties_column(system, &message.application_properties))
-            };
-            Ok(Incoming {
-                message,
-                component: system
-                    .get("$.sub")
-                    .map(String::as_str)
-                    .filter(|sub| !sub.is_empty()),
-                device_time,
-                properties,
-                body,
-                fields,
-            })
+    let mut incoming: Vec<Incoming<'_>> = Vec::with_capacity(batch.messages.len());
+    for message in &batch.messages {
+        check_id("messages[].deviceId", &message.device_id)?;
+        let body = message.body.as_slice();
+        // Messages in a row nearly always carry the same properties: what they decide (the
+        // property column, the device time, the component, whether to parse JSON) is then
+        // taken from the message before instead of worked out again.
+        let same_properties = incoming.last().filter(|before| {
+            before.message.system_properties == message.system_properties
+                && before.message.application_properties == message.application_properties
+        });
+        let (component, device_time, properties, json) = match same_properties {
+            Some(before) => (
+                before.component,
+                before.device_time,
+                before.properties.clone(),
+                before.json,
+            ),
+            None => properties_of(message),
+        };
+        incoming.push(Incoming {
+            message,
+            component,
+            device_time,
+            properties,
+            json,
+            body,
+            fields: if json { Fields::parse(body) } else { None },
+        });
+    }
+    Ok(incoming)
+}
+
+/// What a message's properties decide: its component, its device time, its `properties`
+/// column, and whether its body is tried as JSON.
+fn properties_of(message: &DeviceMessage) -> (Option<&str>, Option<i64>, Option<String>, bool) {
+    let system = &message.system_properties;
+    let device_time = system
+        .get("$.ctime")
+        .map(String::as_str)
+        .or_else(|| {
+            message
+                .application_properties
+                .iter()
+                .find(|(name, _)| name == "iothub-creation-time-utc")
+                .map(|(_, value)| value.as_str())
         })
-        .collect()
+        .and_then(parse_rfc3339_millis);
+    let properties = if system.is_empty() && message.application_properties.is_empty() {
+        None
+    } else {
+        Some(properties_column(system, &message.application_properties))
+    };
+    let component = system
+        .get("$.sub")
+        .map(String::as_str)
+        .filter(|sub| !sub.is_empty());
+    (component, device_time, properties, looks_like_json(system))
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), IngestError> {
@@ -614,14 +672,23 @@ impl Known {
     }
 }
 
+/// `ids` without the repeats of a run: a batch holds each device's messages in runs, and a set
+/// built from every message would sort hundreds of ids for a few distinct ones.
+fn run_heads<'a>(ids: impl Iterator<Item = &'a str>) -> impl Iterator<Item = &'a str> {
+    let mut last = None;
+    ids.filter(move |id| last.replace(*id) != Some(*id))
+}
+
 fn known_devices<S: Sql>(sql: &mut S, batch: &IngestBatch) -> Result<Known, StoreError> {
     const TEMPLATE: &str = "SELECT capability_model FROM device_templates WHERE id = ?1";
-    let ids: BTreeSet<&str> = batch
-        .messages
-        .iter()
-        .map(|m| m.device_id.as_str())
-        .chain(batch.events.iter().map(|e| e.device_id.as_str()))
-        .collect();
+    let ids: BTreeSet<&str> = run_heads(
+        batch
+            .messages
+            .iter()
+            .map(|m| m.device_id.as_str())
+            .chain(batch.events.iter().map(|e| e.device_id.as_str())),
+    )
+    .collect();
     let ids: Vec<&str> = ids.into_iter().collect();
     let mut known = Known {
         devices: BTreeMap::new(),
@@ -700,62 +767,95 @@ fn multi_row<T>(
 }
 
 fn inbox_inserts(incoming: &[Incoming<'_>], known: &Known) -> Vec<Write> {
+    let rows: Vec<_> = incoming
+        .iter()
+        .zip(unmodeled_columns(incoming, known))
+        .collect();
     multi_row(
-        incoming,
+        &rows,
         "INSERT INTO telemetry_inbox (device_id, module_id, component, enqueued_at, \
          device_time, properties, body, fields, unmodeled) VALUES ",
         "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
         "",
-        // Messages come in runs per device: the previous message's model is reused.
-        {
-            let mut last: Option<(&str, Option<&DeviceModel>)> = None;
-            move |message: &Incoming<'_>, params: &mut Vec<Value>| {
-                let device = message.message.device_id.as_str();
-                let model = match last {
-                    Some((last_device, model)) if last_device == device => model,
-                    _ => {
-                        let model = known.model(device);
-                        last = Some((device, model));
-                        model
-                    }
-                };
-                // A JSON array of the names the template does not model, built as text.
-                let mut unmodeled = String::new();
-                for name in message.fields.iter().flat_map(Fields::names) {
-                    if model
-                        .and_then(|m| m.telemetry(message.component, name))
-                        .is_none()
-                    {
-                        unmodeled.push(if unmodeled.is_empty() { '[' } else { ',' });
-                        push_json_string(&mut unmodeled, name);
-                    }
-                }
-                params.extend([
-                    Value::Text(message.message.device_id.clone()),
-                    opt_text(message.message.module_id.as_deref()),
-                    opt_text(message.component),
-                    Value::Integer(message.message.enqueued_at),
-                    message.device_time.map_or(Value::Null, Value::Integer),
-                    opt_text(message.properties.as_deref()),
-                    // A body that is its own `fields` text is stored once (see the schema).
-                    match &message.fields {
-                        Some(Fields::Borrowed { .. }) => Value::Blob(Vec::new()),
-                        _ => Value::Blob(message.body.to_vec()),
-                    },
-                    match &message.fields {
-                        Some(fields) => Value::Text(fields.to_text()),
-                        None => Value::Null,
-                    },
-                    if unmodeled.is_empty() {
-                        Value::Null
-                    } else {
-                        unmodeled.push(']');
-                        Value::Text(unmodeled)
-                    },
-                ]);
-            }
+        |(message, unmodeled), params| {
+            params.extend([
+                Value::Text(message.message.device_id.clone()),
+                opt_text(message.message.module_id.as_deref()),
+                opt_text(message.component),
+                Value::Integer(message.message.enqueued_at),
+                message.device_time.map_or(Value::Null, Value::Integer),
+                opt_text(message.properties.as_deref()),
+                // A body that is its own `fields` text is stored once (see the schema).
+                match &message.fields {
+                    Some(Fields::Borrowed { .. }) => Value::Blob(Vec::new()),
+                    _ => Value::Blob(message.body.to_vec()),
+                },
+                match &message.fields {
+                    Some(fields) => Value::Text(fields.to_text()),
+                    None => Value::Null,
+                },
+                opt_text(unmodeled.as_deref()),
+            ]);
         },
     )
+}
+
+/// Each message's `unmodeled` column: a JSON array of its field names that its device's template
+/// does not declare as telemetry, sorted and each once; `None` when there are none.
+fn unmodeled_columns(incoming: &[Incoming<'_>], known: &Known) -> Vec<Option<String>> {
+    let mut columns = Vec::with_capacity(incoming.len());
+    // Messages come in runs per device, nearly always with the same names: a message with the
+    // previous one's device, component and names gets the same answer, and one of the same
+    // device the same model.
+    let mut previous: Option<(&Incoming<'_>, Option<&DeviceModel>, Option<String>)> = None;
+    for message in incoming {
+        let Some(fields) = &message.fields else {
+            columns.push(None);
+            continue;
+        };
+        let device = message.message.device_id.as_str();
+        let same_device = previous
+            .as_ref()
+            .filter(|(before, _, _)| before.message.device_id == device);
+        if let Some((before, _, answer)) = same_device {
+            if before.component == message.component
+                && before.fields.as_ref().is_some_and(|f| f.same_names(fields))
+            {
+                columns.push(answer.clone());
+                continue;
+            }
+        }
+        let model = match same_device {
+            Some((_, model, _)) => *model,
+            None => known.model(device),
+        };
+        let mut names: Vec<&str> = fields
+            .names()
+            .filter(|name| {
+                model
+                    .and_then(|m| m.telemetry(message.component, name))
+                    .is_none()
+            })
+            .collect();
+        let column = if names.is_empty() {
+            None
+        } else {
+            names.sort_unstable();
+            names.dedup();
+            let mut text = String::from("[");
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                push_json_string(&mut text, name);
+            }
+            text.push(']');
+            Some(text)
+        };
+        columns.push(column.clone());
+        previous = Some((message, model, column));
+    }
+    columns
 }
 
 fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
@@ -905,10 +1005,7 @@ fn connectivity_inserts(batch: &IngestBatch) -> Vec<Write> {
 /// `provisioned = 1` for the batch's registered devices that sent a message or connected and
 /// were not provisioned when [`known_devices`] looked.
 fn provisioned_updates(batch: &IngestBatch, known: &Known) -> Vec<Write> {
-    let active: BTreeSet<&str> = batch
-        .messages
-        .iter()
-        .map(|m| m.device_id.as_str())
+    let active: BTreeSet<&str> = run_heads(batch.messages.iter().map(|m| m.device_id.as_str()))
         .chain(
             batch
                 .events
@@ -1269,6 +1366,54 @@ mod tests {
             2,
             "unknown ids create no device"
         );
+    }
+
+    #[test]
+    fn each_message_in_a_run_of_one_device_lists_its_own_unmodeled_fields() {
+        let mut sql = with_devices();
+        let sensor = [("$.sub", "sensor")];
+        let b = batch(
+            "b-run",
+            vec![
+                message("d1", T0, br#"{"temp":1,"zeta":2,"fan":3}"#, &[]),
+                message("d1", T0 + 1, br#"{"temp":1,"zeta":2,"fan":3}"#, &[]),
+                // The same names, under a component that models none of them but humidity.
+                message("d1", T0 + 2, br#"{"temp":1,"zeta":2,"fan":3}"#, &sensor),
+                message("d1", T0 + 3, br#"{"humidity":1,"zeta":2,"fan":3}"#, &sensor),
+                message("d1", T0 + 4, br#"{"temp":1}"#, &[]),
+                // A name sent twice is listed once; its last value is the one kept.
+                message("d1", T0 + 5, br#"{"fan":"a","temp":2,"fan":"b"}"#, &[]),
+                message("d2", T0 + 6, br#"{"temp":1}"#, &[]),
+                message("d1", T0 + 7, br#"{"temp":1}"#, &[]),
+            ],
+        );
+        apply_batch(&mut sql, &b, Timestamp::from_unix_millis(T0)).unwrap();
+        let unmodeled = |rows: Vec<TelemetryRow>| -> Vec<Vec<String>> {
+            rows.into_iter().map(|row| row.unmodeled).collect()
+        };
+        let names = |list: &[&str]| -> Vec<String> { list.iter().map(|n| n.to_string()).collect() };
+        assert_eq!(
+            unmodeled(series(&mut sql, "d1", T0, T0 + 10, 100).unwrap()),
+            vec![
+                names(&["fan", "zeta"]),
+                names(&["fan", "zeta"]),
+                names(&["fan", "temp", "zeta"]),
+                names(&["fan", "zeta"]),
+                names(&[]),
+                names(&["fan"]),
+                names(&[]),
+            ]
+        );
+        assert_eq!(
+            unmodeled(series(&mut sql, "d2", T0, T0 + 10, 100).unwrap()),
+            vec![names(&["temp"])]
+        );
+        let fan = last_values(&mut sql, "d1")
+            .unwrap()
+            .into_iter()
+            .find(|value| value.component.is_empty() && value.name == "fan")
+            .unwrap();
+        assert_eq!(fan.value, json!("b"));
     }
 
     #[test]
