@@ -143,9 +143,12 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
 impl<'a> Fields<'a> {
     /// `body`'s fields if it is a JSON object; `None` for anything else.
     fn parse(body: &'a [u8]) -> Option<Fields<'a>> {
-        let borrowed = serde_json::from_slice::<Members<'a>>(body)
-            .ok()
-            .and_then(|members| Some((std::str::from_utf8(body).ok()?, members.0)));
+        // UTF-8 checked once for the whole body: parsed from a `str`, serde_json checks no
+        // name or raw value again.
+        let borrowed = std::str::from_utf8(body).ok().and_then(|text| {
+            let members = serde_json::from_str::<Members<'a>>(text).ok()?;
+            Some((text, members.0))
+        });
         match borrowed {
             Some((text, values)) => Some(Fields::Borrowed { text, values }),
             None => match serde_json::from_slice::<serde_json::Value>(body) {
@@ -858,11 +861,56 @@ fn unmodeled_columns(incoming: &[Incoming<'_>], known: &Known) -> Vec<Option<Str
     columns
 }
 
+/// One device and component's newest value of each field in a batch.
+#[derive(Default)]
+struct Newest<'a> {
+    /// Name → its slot, so the names come out sorted.
+    index: BTreeMap<&'a str, usize>,
+    /// Each name's newest value and its time.
+    slots: Vec<(std::borrow::Cow<'a, str>, i64)>,
+    /// The names of the group's previous message and their slots, in that message's order.
+    last: Option<(&'a Fields<'a>, Vec<usize>)>,
+}
+
+impl<'a> Newest<'a> {
+    /// Takes `fields`' values sent at `at` where they are newer (later in the batch wins a tie).
+    fn update(&mut self, fields: &'a Fields<'a>, at: i64) {
+        // A device nearly always sends the same names: the previous message's slots then serve
+        // again, in order, instead of a lookup by name per field.
+        let same = self
+            .last
+            .as_ref()
+            .is_some_and(|(before, _)| before.same_names(fields));
+        if !same {
+            let slots = fields
+                .names()
+                .map(|name| {
+                    let next = self.slots.len();
+                    let slot = *self.index.entry(name).or_insert(next);
+                    if slot == next {
+                        self.slots.push((std::borrow::Cow::Borrowed(""), i64::MIN));
+                    }
+                    slot
+                })
+                .collect();
+            self.last = Some((fields, slots));
+        }
+        let Some((_, positions)) = &self.last else {
+            return;
+        };
+        for ((_, value), &slot) in fields.entries().zip(positions) {
+            let newest = &mut self.slots[slot];
+            if newest.1 <= at {
+                *newest = (value, at);
+            }
+        }
+    }
+}
+
 fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
-    // Per device and component, the newest value of each field (later in the batch wins a
-    // tie). This runs for every field of every message: a map per device and component keyed
-    // by the name alone is cheaper than one map keyed by all three strings.
-    type Newest<'a> = BTreeMap<&'a str, (std::borrow::Cow<'a, str>, i64)>;
+    // Per device and component, the newest value of each field. This runs for every field of
+    // every message: a group per device and component keyed by the name alone is cheaper than
+    // one map keyed by all three strings.
     let mut newest: BTreeMap<(&str, &str), Newest<'_>> = BTreeMap::new();
     // A device's messages arrive in runs (it sends its window of messages at once), so the
     // previous message's group is kept aside and looked up only when the group changes.
@@ -871,7 +919,6 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
         let Some(fields) = &message.fields else {
             continue;
         };
-        let at = message.message.enqueued_at;
         let key = (
             message.message.device_id.as_str(),
             message.component.unwrap_or(""),
@@ -886,39 +933,29 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
                 &mut current.insert((key, group)).1
             }
         };
-        for (name, value) in fields.entries() {
-            match group.entry(name) {
-                std::collections::btree_map::Entry::Vacant(vacant) => {
-                    vacant.insert((value, at));
-                }
-                std::collections::btree_map::Entry::Occupied(mut seen) => {
-                    if seen.get().1 <= at {
-                        seen.insert((value, at));
-                    }
-                }
-            }
-        }
+        group.update(fields, message.message.enqueued_at);
     }
     if let Some((key, group)) = current {
         newest.insert(key, group);
     }
     let newest: Vec<_> = newest
         .into_iter()
-        .filter(|(_, fields)| !fields.is_empty())
+        .filter(|(_, group)| !group.index.is_empty())
         .collect();
     multi_row(
         &newest,
         "INSERT INTO last_values (device_id, component, fields, at, names) VALUES ",
         "(?, ?, ?, ?, ?)",
         LAST_VALUES_CONFLICT,
-        |((device, component), fields), params| {
+        |((device, component), group), params| {
             // `{"<name>": [<value>, <at>], ...}`, the newest of those times, and the names as a
-            // JSON array (both in the map's order: sorted, so a set of names has one spelling).
-            let mut object = String::with_capacity(fields.len() * 32);
-            let mut names = String::with_capacity(fields.len() * 16);
+            // JSON array (both sorted by name, so a set of names has one spelling).
+            let mut object = String::with_capacity(group.index.len() * 32);
+            let mut names = String::with_capacity(group.index.len() * 16);
             object.push('{');
             names.push('[');
-            for (i, (name, (value, at))) in fields.iter().enumerate() {
+            for (i, (name, &slot)) in group.index.iter().enumerate() {
+                let (value, at) = &group.slots[slot];
                 if i > 0 {
                     object.push(',');
                     names.push(',');
@@ -933,7 +970,7 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
             }
             object.push('}');
             names.push(']');
-            let at = fields.values().map(|(_, at)| *at).max().unwrap_or_default();
+            let at = group.slots.iter().map(|(_, at)| *at).max().unwrap_or_default();
             params.extend([
                 Value::Text((*device).to_owned()),
                 Value::Text((*component).to_owned()),
