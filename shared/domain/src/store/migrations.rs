@@ -198,8 +198,8 @@ const DEVICES_BY_DISPLAY_NAME: &str =
 // is the JSON object of a JSON body's top-level fields (NULL for other bodies), `unmodeled` a
 // JSON array of those the device's template does not declare as telemetry (NULL: none),
 // `properties` `{"system": {..}, "application": [[name, value], ..]}` (NULL: none; rows
-// written since the compact form hold the message's property bag instead, see
-// `telemetry::properties_json`), `body`
+// written since the compact form hold the message's property bag instead, the SDKs' usual
+// content type and encoding as one mark character, see `telemetry::properties_json`), `body`
 // the payload's bytes exactly as sent, except that a body whose text is exactly `fields` is
 // stored once, as an empty `body` beside `fields` (an empty payload has no `fields`).
 
