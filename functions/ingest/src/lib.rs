@@ -153,9 +153,8 @@ fn compact(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Response
         }
         let step = telemetry::catch_up_step(backlog, COMPACTION_STEP);
         // The rollups must see a row's time before it leaves the inbox (a late row sends its
-        // device's hour back to be redone).
-        rollups::inspect_inbox(&mut ctx.sql, step)?;
-        done.compacted += telemetry::compact(&mut ctx.sql, step)?;
+        // device's hour back to be redone): both in one transaction.
+        done.compacted += rollups::inspect_and_compact(&mut ctx.sql, step)?.1;
         done.steps += 1;
     }
     json_response(200, &done)

@@ -13,20 +13,18 @@
 //!   through the inbox, and the tick looks at each inbox row once ([`inspect_inbox`], a cursor
 //!   on `seq`) before it compacts them; a late row moves its device's `through` back to the
 //!   row's hour, so queries read that device raw from there and [`roll_up`] redoes the hours.
-//!   The tick compacts only rows it has inspected. Rows the ingest path compacts (when the
-//!   inbox passes a compaction step between two ticks, above ~16k messages a second) may leave
-//!   before a tick saw them: the next tick notices the gap in `seq` and sends every device
-//!   back to its `from_hour` (rollups are redone, queries read raw rows meanwhile). Until that
-//!   tick (about a second), a *late* row among them is missing from aggregate answers: the
-//!   one window where rollups and raw rows can disagree. Closing it needs the ingest path to
-//!   call [`inspect_inbox`] before it compacts, or to compact only inspected rows.
+//!   The tick compacts only rows it has inspected, and the ingest path's compaction steps
+//!   (when the inbox passes a step between two ticks) inspect their rows in the same
+//!   transaction ([`inspect_and_compact`]). Should rows ever leave the inbox uninspected, the
+//!   next inspection notices the gap in `seq` and sends every device back to its `from_hour`
+//!   (rollups are redone, queries read raw rows meanwhile).
 //! - *Retention* deletes a device's rollup rows of hours that lost rows and raises its
 //!   `from_hour` past them (`telemetry_query::prune_older_than`).
 //!
 //! Non-numeric values are counted (`n`, as `COUNT` counts messages carrying a field) but not
 //! summed; booleans are numbers 1/0, as `json_extract` reads them in the raw path.
 
-use super::{Sql, StoreError, Value};
+use super::{telemetry, Sql, StoreError, Value};
 use crate::time::Timestamp;
 
 /// One hour in Unix milliseconds.
@@ -73,6 +71,21 @@ pub struct Inspected {
 /// `through` moves `through` back to the row's hour. One short transaction.
 pub fn inspect_inbox<S: Sql>(sql: &mut S, max_rows: u32) -> Result<Inspected, StoreError> {
     sql.transaction(|tx| inspect_step(tx, max_rows))
+}
+
+/// Looks at up to `max_rows` inbox rows as [`inspect_inbox`] does, then compacts up to
+/// `max_rows` of the oldest ([`telemetry::compact`]), in one transaction: every row that
+/// leaves the inbox was inspected, and the write lock is taken, and the WAL synced, once for
+/// both. Returns what the inspection found and how many rows moved.
+pub fn inspect_and_compact<S: Sql>(
+    sql: &mut S,
+    max_rows: u32,
+) -> Result<(Inspected, u64), StoreError> {
+    sql.transaction(|tx| {
+        let inspected = inspect_step(tx, max_rows)?;
+        let compacted = telemetry::compact_in(tx, max_rows)?;
+        Ok((inspected, compacted))
+    })
 }
 
 fn inspect_step<S: Sql>(sql: &mut S, max_rows: u32) -> Result<Inspected, StoreError> {

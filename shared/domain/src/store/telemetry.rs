@@ -353,31 +353,37 @@ pub fn compact<S: Sql>(sql: &mut S, max_rows: u32) -> Result<u64, StoreError> {
     if max_rows == 0 {
         return Ok(0);
     }
-    sql.transaction(|tx| {
-        const BOUNDS: &str = "SELECT count(*), max(seq) FROM \
-             (SELECT seq FROM telemetry_inbox ORDER BY seq LIMIT ?1)";
-        let rows = tx.execute(BOUNDS, &[Value::Integer(i64::from(max_rows))])?;
-        let row = rows.rows.first().ok_or_else(|| unexpected(BOUNDS, &rows))?;
-        let (Some(count), Some(last)) = (row[0].as_integer(), row[1].as_integer()) else {
-            return Ok(0);
-        };
-        // In the inbox's order, not sorted by the target key: each row still lands at its
-        // device's end of the b-tree, leaving the same pages and writing the same WAL frames as
-        // a sorted insert, without SQLite sorting the step first (16% of a step's time at 100
-        // devices, measured natively; equal at 10,000).
-        tx.execute(
-            "INSERT INTO telemetry (device_id, enqueued_at, seq, module_id, component, \
-             device_time, properties, body, fields, unmodeled) \
-             SELECT device_id, enqueued_at, seq, module_id, component, device_time, properties, \
-             body, fields, unmodeled FROM telemetry_inbox WHERE seq <= ?1",
-            &[Value::Integer(last)],
-        )?;
-        tx.execute(
-            "DELETE FROM telemetry_inbox WHERE seq <= ?1",
-            &[Value::Integer(last)],
-        )?;
-        Ok(count as u64)
-    })
+    sql.transaction(|tx| compact_in(tx, max_rows))
+}
+
+/// [`compact`]'s work, inside the caller's transaction.
+pub(crate) fn compact_in<S: Sql>(tx: &mut S, max_rows: u32) -> Result<u64, StoreError> {
+    if max_rows == 0 {
+        return Ok(0);
+    }
+    const BOUNDS: &str = "SELECT count(*), max(seq) FROM \
+         (SELECT seq FROM telemetry_inbox ORDER BY seq LIMIT ?1)";
+    let rows = tx.execute(BOUNDS, &[Value::Integer(i64::from(max_rows))])?;
+    let row = rows.rows.first().ok_or_else(|| unexpected(BOUNDS, &rows))?;
+    let (Some(count), Some(last)) = (row[0].as_integer(), row[1].as_integer()) else {
+        return Ok(0);
+    };
+    // In the inbox's order, not sorted by the target key: each row still lands at its
+    // device's end of the b-tree, leaving the same pages and writing the same WAL frames as
+    // a sorted insert, without SQLite sorting the step first (16% of a step's time at 100
+    // devices, measured natively; equal at 10,000).
+    tx.execute(
+        "INSERT INTO telemetry (device_id, enqueued_at, seq, module_id, component, \
+         device_time, properties, body, fields, unmodeled) \
+         SELECT device_id, enqueued_at, seq, module_id, component, device_time, properties, \
+         body, fields, unmodeled FROM telemetry_inbox WHERE seq <= ?1",
+        &[Value::Integer(last)],
+    )?;
+    tx.execute(
+        "DELETE FROM telemetry_inbox WHERE seq <= ?1",
+        &[Value::Integer(last)],
+    )?;
+    Ok(count as u64)
 }
 
 /// The rows the next compaction step moves, given the inbox's `backlog` and the usual `step`.

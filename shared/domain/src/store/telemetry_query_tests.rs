@@ -1002,6 +1002,43 @@ fn late_rows_for_rolled_up_hours_are_never_lost() {
 }
 
 #[test]
+fn a_compaction_step_of_the_ingest_path_inspects_the_rows_it_moves() {
+    let mut sql = rollup_seeded();
+    roll_up_all(&mut sql, now());
+    // A late row for an hour already rolled up, and fresh rows after it: a step moves them all.
+    late_row(&mut sql, "d2", R0 + 7 * HOUR + 11, 77.5);
+    late_row(&mut sql, "d1", T0 - 5, 20.0);
+    let in_inbox = |sql: &mut RusqliteSql| {
+        let rows = sql
+            .execute("SELECT count(*) FROM telemetry_inbox", &[])
+            .unwrap();
+        rows.scalar().and_then(Value::as_integer).unwrap() as u64
+    };
+    let waiting = in_inbox(&mut sql);
+    let (inspected, moved) = rollups::inspect_and_compact(&mut sql, 1_000_000).unwrap();
+    assert_eq!(
+        (inspected.late_devices, moved),
+        (1, waiting),
+        "{inspected:?}"
+    );
+    assert!(!inspected.redo_all, "{inspected:?}");
+    assert_eq!(in_inbox(&mut sql), 0);
+    // The late row sent its device back: it is counted before and after the hours are redone.
+    rollup_cases(&mut sql, "a late row moved by a compaction step");
+    roll_up_all(&mut sql, now());
+    rollup_cases(
+        &mut sql,
+        "a late row moved by a compaction step, rolled up again",
+    );
+    let (answer, _) = run_both(
+        &mut sql,
+        &format!("SELECT MAX(temperature) AS m FROM {TEMPLATE} WHERE $id = 'd2' GROUP BY $id"),
+        None,
+    );
+    assert_eq!(answer, vec![json!({"m": 77.5})]);
+}
+
+#[test]
 fn rows_compacted_before_a_tick_saw_them_send_every_device_back_to_redo_its_rollups() {
     let mut sql = rollup_seeded();
     roll_up_all(&mut sql, now());
