@@ -154,7 +154,7 @@ fn compact(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Response
         let step = telemetry::catch_up_step(backlog, COMPACTION_STEP);
         // The rollups must see a row's time before it leaves the inbox (a late row sends its
         // device's hour back to be redone): both in one transaction.
-        done.compacted += rollups::inspect_and_compact(&mut ctx.sql, step)?.1;
+        done.compacted += rollups::inspect_and_compact(&mut ctx.sql, step, step)?.1;
         done.steps += 1;
     }
     json_response(200, &done)
@@ -178,11 +178,8 @@ struct TickResult {
 fn tick(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Response, ApiError> {
     // Rollups stay exact only if every row is seen in the inbox before it is compacted, so the
     // tick compacts only rows it inspected (see `store::rollups`).
-    let inspected = rollups::inspect_inbox(&mut ctx.sql, ROLLUP_INSPECT_ROWS)?;
-    let step = u32::try_from(inspected.compactable)
-        .unwrap_or(u32::MAX)
-        .min(COMPACTION_STEP);
-    let compacted = telemetry::compact(&mut ctx.sql, step)?;
+    let (inspected, compacted) =
+        rollups::inspect_and_compact(&mut ctx.sql, ROLLUP_INSPECT_ROWS, COMPACTION_STEP)?;
     let before = Timestamp::from_unix_millis(ctx.now.unix_millis() - BATCH_ID_RETENTION_MILLIS);
     // One statement: atomic on its own.
     let pruned_batch_ids = telemetry::prune_batches(&mut ctx.sql, before, PRUNE_STEP)?;

@@ -73,17 +73,21 @@ pub fn inspect_inbox<S: Sql>(sql: &mut S, max_rows: u32) -> Result<Inspected, St
     sql.transaction(|tx| inspect_step(tx, max_rows))
 }
 
-/// Looks at up to `max_rows` inbox rows as [`inspect_inbox`] does, then compacts up to
-/// `max_rows` of the oldest ([`telemetry::compact`]), in one transaction: every row that
-/// leaves the inbox was inspected, and the write lock is taken, and the WAL synced, once for
-/// both. Returns what the inspection found and how many rows moved.
+/// Looks at up to `inspect_rows` inbox rows as [`inspect_inbox`] does, then compacts the
+/// oldest inspected rows, at most `max_compact` ([`telemetry::compact`]), in one transaction:
+/// only inspected rows leave the inbox, and the write lock is taken, and the WAL synced, once
+/// for both. Returns what the inspection found and how many rows moved.
 pub fn inspect_and_compact<S: Sql>(
     sql: &mut S,
-    max_rows: u32,
+    inspect_rows: u32,
+    max_compact: u32,
 ) -> Result<(Inspected, u64), StoreError> {
     sql.transaction(|tx| {
-        let inspected = inspect_step(tx, max_rows)?;
-        let compacted = telemetry::compact_in(tx, max_rows)?;
+        let inspected = inspect_step(tx, inspect_rows)?;
+        let step = u32::try_from(inspected.compactable)
+            .unwrap_or(u32::MAX)
+            .min(max_compact);
+        let compacted = telemetry::compact_in(tx, step)?;
         Ok((inspected, compacted))
     })
 }

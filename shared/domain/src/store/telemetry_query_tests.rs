@@ -1015,7 +1015,7 @@ fn a_compaction_step_of_the_ingest_path_inspects_the_rows_it_moves() {
         rows.scalar().and_then(Value::as_integer).unwrap() as u64
     };
     let waiting = in_inbox(&mut sql);
-    let (inspected, moved) = rollups::inspect_and_compact(&mut sql, 1_000_000).unwrap();
+    let (inspected, moved) = rollups::inspect_and_compact(&mut sql, 1_000_000, 1_000_000).unwrap();
     assert_eq!(
         (inspected.late_devices, moved),
         (1, waiting),
