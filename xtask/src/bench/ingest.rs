@@ -962,7 +962,7 @@ fn verdicts(rows: &[Row], idle_rows: &[(&str, Idle)]) -> Vec<String> {
             lines.push(format!(
                 "bridge memory per idle TLS connection at {attempted} connections: {:.2} KiB \
                  (the target, < {IDLE_TARGET_KIB} KiB, is judged at {IDLE_CONNECTIONS} \
-                 connections: --connections 10000)",
+                 connections: --connections {IDLE_CONNECTIONS})",
                 idle.kib_per_connection,
             ));
         }
