@@ -1,13 +1,14 @@
-//! Compaction on demand: `POST /internal/compact` whenever a batch's answer says a compaction
-//! step is due (`IngestResult::compaction_due`). The ingest component cannot work after it
-//! answers, and a step (thousands of rows moved into the per-device table) inside a batch's
-//! request would hold back that batch's PUBACKs and every batch queued behind it. Sent from
-//! here, the step runs beside the batches: it holds the write lock only while it moves rows,
-//! and batches commit between its steps.
+//! Applying and compacting on demand: `POST /internal/compact` whenever a batch's answer says
+//! so (`IngestResult::compaction_due`, set for every new batch). The ingest component keeps
+//! each batch in its journal and cannot work after it answers; this request applies the
+//! journal to the default database (many batches per transaction) and moves compaction steps
+//! (thousands of rows into the per-device table). Sent from here, that work runs beside the
+//! batches instead of inside their requests, so no PUBACK waits for it.
 //!
 //! At most one compaction request is in flight. Signals that arrive meanwhile fold into one
 //! more request after it ([`Notify`] keeps a single permit), which finds nothing to do if the
-//! backlog is gone. The tick still compacts a step a second, so a lost signal only delays.
+//! backlog is gone. The tick still applies the journal and compacts a step a second, so a lost
+//! signal only delays.
 
 use std::future::Future;
 use std::sync::Arc;

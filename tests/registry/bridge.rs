@@ -638,6 +638,7 @@ pub fn telemetry_body(mid: &str) -> Vec<u8> {
 /// Every stored message's `mid` (from the body [`telemetry_body`] writes) with how many rows
 /// carry it, over both tables: the inbox rows are stored as much as the compacted ones.
 pub fn stored_message_ids(gyre: &Gyre) -> HashMap<String, usize> {
+    gyre.apply_ingested();
     let db = Database::open_with_flags(gyre.database_path(), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open the state database");
     let mut statement = db
@@ -698,7 +699,9 @@ fn a_device_created_by_an_operator_sends_telemetry_over_tls_and_it_is_stored() {
             .await;
     });
 
-    // Assert: acknowledged means committed, so the message is in the database now.
+    // Assert: acknowledged means durable (in the ingest journal until the compaction request
+    // the bridge sends next applies it); applied, the message is in the database.
+    gyre.apply_ingested();
     let db = Database::open(gyre.database_path()).expect("open the state database");
     let stored: Vec<(String, Vec<u8>)> = db
         .prepare(&format!(

@@ -360,6 +360,7 @@ fn stopping_the_bridge_under_load_drains_it_and_loses_no_acknowledged_message() 
     let status = bridge.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(bridge.log().contains("shutting down"), "{}", bridge.log());
+    gyre.apply_ingested();
     let db = rusqlite::Connection::open(gyre.database_path()).expect("open the database");
     let disconnected: usize = db
         .query_row(

@@ -103,20 +103,27 @@ fn a_batch_is_stored_once_and_a_replay_is_a_duplicate() {
     let body = serde_json::to_vec(&batch).unwrap();
     let first = post_batch(&gyre, gyre.internal_secret(), &body);
     assert_eq!(first.status, 200, "{}", first.body);
+    // Accepted means durable in the journal; the answer asks the bridge to have it applied.
     assert_eq!(
         first.json(),
         json!({"batchId": "3f1c-batch-1", "nMessages": 4, "nEvents": 1, "duplicate": false,
-               "compactionDue": false})
+               "compactionDue": true})
     );
+    let journal = Connection::open(gyre.journal_path()).unwrap();
+    assert_eq!(count(&journal, "journal"), 1);
+    let duplicate = json!({"batchId": "3f1c-batch-1", "nMessages": 0, "nEvents": 0,
+                           "duplicate": true, "compactionDue": false});
     let replay = post_batch(&gyre, gyre.internal_secret(), &body);
     assert_eq!(replay.status, 200, "{}", replay.body);
-    assert_eq!(
-        replay.json(),
-        json!({"batchId": "3f1c-batch-1", "nMessages": 0, "nEvents": 0, "duplicate": true,
-               "compactionDue": false})
-    );
+    assert_eq!(replay.json(), duplicate, "a replay before the batch is applied");
 
     let db = Connection::open(gyre.database_path()).unwrap();
+    assert_eq!(count(&db, "ingest_batches"), 0, "not applied yet");
+    gyre.apply_ingested();
+    assert_eq!(count(&journal, "journal"), 0, "applied, then forgotten by the journal");
+    let replay = post_batch(&gyre, gyre.internal_secret(), &body);
+    assert_eq!(replay.json(), duplicate, "a replay after the batch was applied");
+    assert_eq!(count(&journal, "journal"), 0);
     let rows = stored(&db);
     assert_eq!(rows.len(), 4, "{rows:?}");
     assert_eq!(
@@ -189,8 +196,9 @@ fn a_batch_in_the_bridges_binary_form_is_stored_as_its_json_form_is() {
     assert_eq!(
         response.json(),
         json!({"batchId": "binary-1", "nMessages": 2, "nEvents": 1, "duplicate": false,
-               "compactionDue": false})
+               "compactionDue": true})
     );
+    gyre.apply_ingested();
     let rows = stored(&db);
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0].1.as_deref(), Some("sensor"));
@@ -305,23 +313,26 @@ fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_messa
         assert_eq!(response.status, 200, "{}", response.body);
         due.push(response.json()["compactionDue"].clone());
     }
-    // A batch commits and answers without compacting; its answer says when a step (16,384
-    // rows) waits in the inbox.
-    assert_eq!(due, vec![json!(false), json!(true), json!(true)]);
+    // A batch is appended to the journal and answers without touching the default database;
+    // its answer asks for the compaction request that applies it.
+    assert_eq!(due, vec![json!(true), json!(true), json!(true)]);
+    let journal = Connection::open(gyre.journal_path()).unwrap();
+    assert_eq!(count(&journal, "journal"), 3);
     let db = Connection::open(gyre.database_path()).unwrap();
-    assert_eq!(count(&db, "telemetry_inbox"), 32_800);
+    assert_eq!(count(&db, "telemetry_inbox"), 0);
 
     expect_error(&compact(&gyre, "not-the-secret"), 401);
-    assert_eq!(
-        count(&db, "telemetry_inbox"),
-        32_800,
-        "a refused request did nothing"
-    );
+    assert_eq!(count(&journal, "journal"), 3, "a refused request did nothing");
 
-    // Whole steps move while a whole step waits; the rest waits for the tick.
+    // The request applies the journal (32,800 rows into the inbox), then moves whole steps
+    // (16,384 rows) while a whole step waits; the rest waits for the tick.
     let compacted = compact(&gyre, &secret);
     assert_eq!(compacted.status, 200, "{}", compacted.body);
-    assert_eq!(compacted.json(), json!({"compacted": 32_768, "steps": 2}));
+    assert_eq!(
+        compacted.json(),
+        json!({"applied": 32_800, "compacted": 32_768, "steps": 2})
+    );
+    assert_eq!(count(&journal, "journal"), 0);
     assert_eq!(count(&db, "telemetry"), 32_768);
     assert_eq!(count(&db, "telemetry_inbox"), 32);
     let distinct: i64 = db
@@ -334,7 +345,7 @@ fn a_large_backlog_is_compacted_on_request_without_losing_or_duplicating_a_messa
     assert_eq!(distinct, 32_800);
     assert_eq!(
         compact(&gyre, &secret).json(),
-        json!({"compacted": 0, "steps": 0})
+        json!({"applied": 0, "compacted": 0, "steps": 0})
     );
 }
 
@@ -357,27 +368,24 @@ fn the_tick_compacts_what_a_quiet_application_received_and_needs_the_secret() {
         .collect();
     let body = serde_json::to_vec(&json!({"batchId": "quiet", "messages": messages})).unwrap();
     assert_eq!(post_batch(&gyre, &secret, &body).status, 200);
+    let journal = Connection::open(gyre.journal_path()).unwrap();
+    assert_eq!(count(&journal, "journal"), 1, "the batch waits in the journal");
     let db = Connection::open(gyre.database_path()).unwrap();
-    assert_eq!(
-        count(&db, "telemetry_inbox"),
-        3,
-        "a small batch waits in the inbox"
-    );
 
     expect_error(&tick(&gyre, "not-the-secret"), 401);
     expect_error(
         &gyre.admin().request("POST", "/internal/tick", &[], b""),
         401,
     );
-    assert_eq!(
-        count(&db, "telemetry_inbox"),
-        3,
-        "a refused tick did nothing"
-    );
+    assert_eq!(count(&journal, "journal"), 1, "a refused tick did nothing");
 
+    // The tick applies the journal (a lost compaction request only delays a batch to the
+    // next tick), then compacts what it applied.
     let ticked = tick(&gyre, &secret);
     assert_eq!(ticked.status, 200, "{}", ticked.body);
+    assert_eq!(ticked.json()["applied"], 3);
     assert_eq!(ticked.json()["compacted"], 3);
+    assert_eq!(count(&journal, "journal"), 0);
     assert_eq!(
         (count(&db, "telemetry_inbox"), count(&db, "telemetry")),
         (0, 3)
@@ -386,5 +394,43 @@ fn the_tick_compacts_what_a_quiet_application_received_and_needs_the_secret() {
     // Batch ids are kept for an hour, so a retry of this batch is still a duplicate.
     assert_eq!(ticked.json()["prunedBatchIds"], 0);
     assert_eq!(post_batch(&gyre, &secret, &body).json()["duplicate"], true);
-    assert_eq!(tick(&gyre, &secret).json()["compacted"], 0);
+    let quiet = tick(&gyre, &secret).json();
+    assert_eq!((&quiet["applied"], &quiet["compacted"]), (&json!(0), &json!(0)));
+}
+
+/// The journal is bounded: with 64 batches waiting to be applied, a new batch waits for room
+/// and, when none comes within 5 s, is refused with 503 (the bridge retries it, and its
+/// messages stay unacknowledged meanwhile). Once the journal is applied, it is accepted.
+#[test]
+fn a_full_journal_holds_new_batches_back_until_it_is_applied() {
+    let gyre = Gyre::start();
+    let secret = gyre.internal_secret().to_owned();
+    let batch = |n: usize| {
+        serde_json::to_vec(&json!({"batchId": format!("held-{n}"), "messages": [
+            {"deviceId": "d1", "enqueuedAt": n, "body": base64(b"{\"n\":1}")}
+        ]}))
+        .unwrap()
+    };
+    for n in 0..64 {
+        let response = post_batch(&gyre, &secret, &batch(n));
+        assert_eq!(response.status, 200, "batch {n}: {}", response.body);
+    }
+    let started = std::time::Instant::now();
+    let refused = post_batch(&gyre, &secret, &batch(64));
+    expect_error(&refused, 503);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "the batch waited for room before it was refused ({:?})",
+        started.elapsed()
+    );
+    let journal = Connection::open(gyre.journal_path()).unwrap();
+    assert_eq!(count(&journal, "journal"), 64, "the refused batch was not kept");
+
+    gyre.apply_ingested();
+    let accepted = post_batch(&gyre, &secret, &batch(64));
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    gyre.apply_ingested();
+    let db = Connection::open(gyre.database_path()).unwrap();
+    assert_eq!(count(&db, "telemetry_inbox") + count(&db, "telemetry"), 65);
+    assert_eq!(count(&db, "ingest_batches"), 65);
 }

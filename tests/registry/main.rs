@@ -49,8 +49,17 @@ impl Gyre {
         let internal_secret = format!("test-secret-{}-{:?}", std::process::id(), std::time::Instant::now());
         // Free a moment ago; the bridge (if a test starts one) binds it later.
         let control_port = gyre_tests::free_local_port();
+        // The repository's runtime configuration, whose relative paths then land in the
+        // app's state directory.
+        let runtime_config = app.write_file(
+            "runtime-config.toml",
+            &std::fs::read_to_string(gyre_tests::repo_root().join("runtime-config.toml"))
+                .expect("read runtime-config.toml"),
+        );
         let host = app
             .host()
+            .arg("--runtime-config-file")
+            .arg(runtime_config)
             .env("SPIN_VARIABLE_INTERNAL_SECRET", &internal_secret)
             .env("SPIN_VARIABLE_BRIDGE_CONTROL_URL", &format!("http://127.0.0.1:{control_port}"))
             .start();
@@ -93,6 +102,28 @@ impl Gyre {
     /// component stored without an API for it yet.
     pub fn database_path(&self) -> std::path::PathBuf {
         self.host.app().state_dir().join("sqlite_db.db")
+    }
+
+    /// The ingest component's journal (see `runtime-config.toml`).
+    pub fn journal_path(&self) -> std::path::PathBuf {
+        self.host.app().state_dir().join("journal.db")
+    }
+
+    /// `POST /internal/compact`, as the bridge sends it after a batch: applies the journal to
+    /// the default database (and compacts), so what `/internal/ingest` accepted can be read.
+    pub fn apply_ingested(&self) {
+        loop {
+            let response = self.host.request_with_headers(
+                "POST",
+                "/internal/compact",
+                &[("x-gyre-internal-secret", &self.internal_secret)],
+                b"",
+            );
+            assert_eq!(response.status, 200, "compact: {}", response.body);
+            if response.json()["applied"] == json!(0) {
+                return;
+            }
+        }
     }
 
     /// The bootstrap administrator.

@@ -88,6 +88,8 @@ fn ingest(gyre: &Gyre, batch_id: &str, messages: &[Sent]) {
         body.as_bytes(),
     );
     assert_eq!(response.status, 200, "ingest: {}", response.body);
+    // As the bridge does after each batch: the journal is applied, so the batch can be read.
+    gyre.apply_ingested();
 }
 
 /// Three thermostats (`t1`..`t3`) that sent a reading every minute for the last hour (the

@@ -35,6 +35,32 @@ pub fn internal_secret(state_dir: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// Writes `<state_dir>/runtime-config.toml`: the repository's `runtime-config.toml` with each
+/// store's `path` moved into `state_dir` (same file name), so every store of a state directory
+/// lives in it (the repository's copy puts them in `.spin/`, for `spin up`). Returns its path.
+pub fn runtime_config(repo_root: &Path, state_dir: &Path) -> anyhow::Result<PathBuf> {
+    let source = repo_root.join("runtime-config.toml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
+    let mut moved = String::with_capacity(text.len());
+    for line in text.lines() {
+        let store_file = line
+            .strip_prefix("path = \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .and_then(|path| Path::new(path).file_name());
+        match store_file {
+            Some(file) => moved.push_str(&format!("path = \"{}\"", file.to_string_lossy())),
+            None => moved.push_str(line),
+        }
+        moved.push('\n');
+    }
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let file = state_dir.join("runtime-config.toml");
+    std::fs::write(&file, moved).with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
 /// Waits for the host at `addr`, then bootstraps and reports the administrator token.
 /// `host_running` tells whether the host process is still alive, so a host that failed to start
 /// is not waited for.

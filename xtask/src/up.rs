@@ -24,10 +24,17 @@ pub fn run(project: &Project, host_args: &[String]) -> anyhow::Result<ExitCode> 
     build::native(project)?;
     build::components(project, build::APP_COMPONENTS)?;
 
-    let command_line = host_command_line(host_args);
+    let mut command_line = host_command_line(host_args);
     let state_dir = flag_value(&command_line, "--state-dir")
         .map(|dir| project.root.join(dir))
         .unwrap_or_else(|| project.path(".spin"));
+    if flag_value(&command_line, "--runtime-config-file").is_none() {
+        let runtime_config = bootstrap::runtime_config(&project.root, &state_dir)?;
+        command_line.extend([
+            "--runtime-config-file".to_string(),
+            runtime_config.display().to_string(),
+        ]);
+    }
     let secret = match std::env::var("SPIN_VARIABLE_INTERNAL_SECRET") {
         Ok(secret) => secret,
         Err(_) => bootstrap::internal_secret(&state_dir)?,

@@ -31,6 +31,9 @@ pub enum ApiError {
     UnsupportedMediaType { content_type: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    /// Busy for now; the caller should retry later (the bridge retries a batch with backoff).
+    #[error("{message}")]
+    Unavailable { message: String },
     #[error("storage failed")]
     Store(#[from] StoreError),
     #[error("unexpected error")]
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::Unavailable { .. } => 503,
             ApiError::Store(_) | ApiError::Unexpected(_) => 500,
         }
     }
@@ -65,12 +69,13 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
+            ApiError::Unavailable { .. } => "ServiceUnavailable",
             ApiError::Store(_) | ApiError::Unexpected(_) => "InternalServerError",
         }
     }
 
     pub fn is_unexpected(&self) -> bool {
-        self.status() >= 500
+        matches!(self, ApiError::Store(_) | ApiError::Unexpected(_))
     }
 
     /// The error and its whole cause chain on one line, for the log.

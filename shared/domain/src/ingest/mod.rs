@@ -97,8 +97,9 @@ pub struct IngestResult {
     pub n_events: u32,
     /// The batch id had been applied already; nothing was written.
     pub duplicate: bool,
-    /// The inbox holds a compaction step: the bridge should send `POST /internal/compact`
-    /// (beside its next batches, so no batch waits for the step). Absent: false.
+    /// The bridge should send `POST /internal/compact` (beside its next batches, so no batch
+    /// waits for it): the batch waits in the ingest journal to be applied, and compaction runs
+    /// in the same request. Absent: false.
     #[serde(default)]
     pub compaction_due: bool,
 }

@@ -97,7 +97,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Key-value facts about the database itself (when it was created, when each migration ran).
-const META_TABLE: &str = "CREATE TABLE gyre_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+pub(crate) const META_TABLE: &str = "CREATE TABLE gyre_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 /// API tokens as verifiers (see `auth` and `api_tokens`): times in Unix milliseconds, `roles` as
 /// IoT Central's `[{"role", "organization"}]` JSON.

@@ -19,6 +19,7 @@ pub mod device_properties;
 pub mod device_templates;
 pub mod devices;
 pub mod enrollment_groups;
+pub mod journal;
 mod migrations;
 pub mod provisioning;
 pub mod rollups;

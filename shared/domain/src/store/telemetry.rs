@@ -1,5 +1,6 @@
-//! Telemetry storage: the ingest batch written in one transaction ([`apply_batch`]), the
-//! inbox compacted into the per-device table ([`compact`]), and the reads ([`series`],
+//! Telemetry storage: ingest batches prepared outside any transaction ([`prepare`]) and written,
+//! one or many, in one transaction ([`apply_prepared`]; [`apply_batch`] for one), the inbox
+//! compacted into the per-device table ([`compact`]), and the reads ([`series`],
 //! [`last_values`], [`connectivity`]).
 //!
 //! Layout (see the `telemetry` migration): messages are appended to `telemetry_inbox` (rowid
@@ -9,8 +10,8 @@
 //! is one transaction), and [`series`] reads both, so reads are right before compaction.
 //!
 //! What a batch writes, all in one `BEGIN IMMEDIATE` transaction:
-//! - `ingest_batches`: the batch id; a batch id seen before writes nothing and answers
-//!   `duplicate: true` (the bridge retries batches whose answer it lost).
+//! - `ingest_batches`: the batch id; a batch id seen before writes nothing (the bridge retries
+//!   batches whose answer it lost, and a journal entry is replayed after a crash).
 //! - `telemetry_inbox`: one row per message, the body exactly as sent. A body is read as JSON
 //!   unless `$.ct` names a non-JSON type or `$.ce` a non-UTF-8 encoding; a JSON object's
 //!   top-level fields become `fields`, and those the device's template does not declare as
@@ -294,57 +295,373 @@ pub fn properties_json(column: &str) -> Option<serde_json::Value> {
 }
 
 /// Writes `batch` in one transaction (see the module docs). `now` is recorded with the batch id.
-///
-/// Everything that is not SQLite's own work happens before `BEGIN`: decoding, the lookup of the
-/// batch's devices (reads), and building every statement with its parameters. SQLite has one
-/// writer at a time, so the time a batch holds the write lock bounds the ingest rate.
+/// [`prepare`] then [`apply_prepared`]: what the ingest component does across its journal, for
+/// one batch.
 pub fn apply_batch<S: Sql>(
     sql: &mut S,
     batch: &IngestBatch,
     now: Timestamp,
 ) -> Result<IngestResult, IngestError> {
+    let prepared = prepare(sql, batch)?;
+    let (n_messages, n_events) = (prepared.n_messages, prepared.n_events);
+    let applied = apply_prepared(sql, vec![prepared], now)?;
+    let duplicate = applied.batches == 0;
+    Ok(IngestResult {
+        batch_id: batch.batch_id.clone(),
+        n_messages: if duplicate { 0 } else { n_messages },
+        n_events: if duplicate { 0 } else { n_events },
+        duplicate,
+        compaction_due: false,
+    })
+}
+
+/// Columns of a `telemetry_inbox` row in a [`Prepared`] batch, a `last_values` row and a
+/// `connectivity` row, in the order of the statements of [`apply_prepared`].
+const INBOX_COLUMNS: usize = 9;
+const LAST_VALUE_COLUMNS: usize = 5;
+const CONNECTIVITY_COLUMNS: usize = 3;
+
+/// A batch decoded, checked against its devices and turned into the rows it writes, ready for
+/// [`apply_prepared`]. Everything that is not SQLite's own work is done here, outside any
+/// transaction: SQLite has one writer at a time, and the time the writes hold the write lock
+/// bounds the ingest rate. [`Prepared::encode`] gives it a compact binary form that
+/// [`Prepared::decode`] reads back without parsing any JSON, so the ingest component can keep
+/// it in its journal and apply it later.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    pub batch_id: String,
+    pub n_messages: u32,
+    pub n_events: u32,
+    /// `telemetry_inbox` rows, [`INBOX_COLUMNS`] values each.
+    inbox: Vec<Value>,
+    /// `last_values` rows, one per device and component: device, component, fields, at, names.
+    last_values: Vec<Value>,
+    /// `connectivity` rows: device, kind, at.
+    events: Vec<Value>,
+    /// Registered devices to mark provisioned.
+    provisioned: Vec<String>,
+}
+
+/// Decodes and checks `batch` and builds its rows (see [`Prepared`]). Reads the batch's devices
+/// and their templates; writes nothing.
+pub fn prepare<S: Sql>(sql: &mut S, batch: &IngestBatch) -> Result<Prepared, IngestError> {
     let incoming = decode(batch)?;
-    let n_messages = u32::try_from(incoming.len()).unwrap_or(u32::MAX);
-    let n_events = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
-    // Read outside the transaction: what a device's template models only decides which fields
+    // Read outside any transaction: what a device's template models only decides which fields
     // are listed as unmodeled, and marking a device provisioned is idempotent.
     let known = known_devices(sql, batch)?;
-    let mut writes = inbox_inserts(&incoming, &known);
-    writes.extend(last_value_upserts(&incoming));
-    writes.extend(connectivity_inserts(batch));
-    writes.extend(provisioned_updates(batch, &known));
-    sql.transaction(|tx| {
-        const CLAIM: &str = "INSERT INTO ingest_batches (batch_id, at, n_messages, n_events) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id";
-        let claimed = tx.execute(
-            CLAIM,
-            &[
-                Value::Text(batch.batch_id.clone()),
-                Value::Integer(now.unix_millis()),
-                Value::Integer(i64::from(n_messages)),
-                Value::Integer(i64::from(n_events)),
-            ],
-        )?;
-        if claimed.rows.is_empty() {
-            return Ok(IngestResult {
-                batch_id: batch.batch_id.clone(),
-                n_messages: 0,
-                n_events: 0,
-                duplicate: true,
-                compaction_due: false,
+    Ok(Prepared {
+        batch_id: batch.batch_id.clone(),
+        n_messages: u32::try_from(incoming.len()).unwrap_or(u32::MAX),
+        n_events: u32::try_from(batch.events.len()).unwrap_or(u32::MAX),
+        inbox: inbox_rows(&incoming, &known),
+        last_values: last_value_rows(&incoming),
+        events: connectivity_rows(batch),
+        provisioned: provisioned_ids(batch, &known),
+    })
+}
+
+/// The binary form's version byte; [`Prepared::decode`] refuses any other.
+const PREPARED_VERSION: u8 = 1;
+
+impl Prepared {
+    /// The binary form: a version byte, the batch id, the counts, then each table's values
+    /// (a count, then per value a type tag and its bytes, little-endian).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            64 + self
+                .inbox
+                .iter()
+                .map(|value| match value {
+                    Value::Text(text) => text.len() + 5,
+                    Value::Blob(blob) => blob.len() + 5,
+                    _ => 9,
+                })
+                .sum::<usize>(),
+        );
+        out.push(PREPARED_VERSION);
+        put_bytes(&mut out, self.batch_id.as_bytes());
+        out.extend_from_slice(&self.n_messages.to_le_bytes());
+        out.extend_from_slice(&self.n_events.to_le_bytes());
+        for values in [&self.inbox, &self.last_values, &self.events] {
+            put_values(&mut out, values);
+        }
+        out.extend_from_slice(&(self.provisioned.len() as u32).to_le_bytes());
+        for id in &self.provisioned {
+            put_bytes(&mut out, id.as_bytes());
+        }
+        out
+    }
+
+    /// Reads [`Prepared::encode`]'s form back; an error names what is wrong with it.
+    pub fn decode(bytes: &[u8]) -> Result<Prepared, StoreError> {
+        let mut reader = Reader { bytes, at: 0 };
+        let prepared = reader.prepared().ok_or_else(|| StoreError::UnexpectedResult {
+            statement: "decode a prepared batch",
+            detail: format!(
+                "malformed at byte {} of {} (version {:?})",
+                reader.at,
+                bytes.len(),
+                bytes.first()
+            ),
+        })?;
+        let whole_rows = prepared.inbox.len() % INBOX_COLUMNS == 0
+            && prepared.last_values.len() % LAST_VALUE_COLUMNS == 0
+            && prepared.events.len() % CONNECTIVITY_COLUMNS == 0;
+        if !whole_rows || reader.at != bytes.len() {
+            return Err(StoreError::UnexpectedResult {
+                statement: "decode a prepared batch",
+                detail: "partial rows or trailing bytes".to_owned(),
             });
         }
+        Ok(prepared)
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_values(out: &mut Vec<u8>, values: &[Value]) {
+    out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    for value in values {
+        match value {
+            Value::Null => out.push(0),
+            Value::Integer(integer) => {
+                out.push(1);
+                out.extend_from_slice(&integer.to_le_bytes());
+            }
+            Value::Real(real) => {
+                out.push(2);
+                out.extend_from_slice(&real.to_le_bytes());
+            }
+            Value::Text(text) => {
+                out.push(3);
+                put_bytes(out, text.as_bytes());
+            }
+            Value::Blob(blob) => {
+                out.push(4);
+                put_bytes(out, blob);
+            }
+        }
+    }
+}
+
+/// Reads [`Prepared::encode`]'s form; `None` at the first thing out of place.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|end| *end <= self.bytes.len())?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Some(taken)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<[u8; 8]> {
+        self.take(8)?.try_into().ok()
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+    }
+
+    fn values(&mut self) -> Option<Vec<Value>> {
+        let n = self.u32()? as usize;
+        // Every value takes at least a byte: a count beyond what is left is corrupt, and must
+        // not size an allocation.
+        let mut values = Vec::with_capacity(n.min(self.bytes.len() - self.at));
+        for _ in 0..n {
+            values.push(match self.take(1)?[0] {
+                0 => Value::Null,
+                1 => Value::Integer(i64::from_le_bytes(self.u64()?)),
+                2 => Value::Real(f64::from_le_bytes(self.u64()?)),
+                3 => Value::Text(self.text()?),
+                4 => Value::Blob(self.bytes()?.to_vec()),
+                _ => return None,
+            });
+        }
+        Some(values)
+    }
+
+    fn prepared(&mut self) -> Option<Prepared> {
+        if self.take(1)? != [PREPARED_VERSION] {
+            return None;
+        }
+        let batch_id = self.text()?;
+        let n_messages = self.u32()?;
+        let n_events = self.u32()?;
+        let inbox = self.values()?;
+        let last_values = self.values()?;
+        let events = self.values()?;
+        let n = self.u32()? as usize;
+        let mut provisioned = Vec::with_capacity(n.min(self.bytes.len() - self.at));
+        for _ in 0..n {
+            provisioned.push(self.text()?);
+        }
+        Some(Prepared {
+            batch_id,
+            n_messages,
+            n_events,
+            inbox,
+            last_values,
+            events,
+            provisioned,
+        })
+    }
+}
+
+/// What [`apply_prepared`] wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Batches written; the others' ids had been applied before and wrote nothing.
+    pub batches: u32,
+    pub messages: u64,
+    pub events: u64,
+}
+
+/// Writes `batches` in one `BEGIN IMMEDIATE` transaction, in order, each exactly once: a batch
+/// whose id was applied before (its claim in `ingest_batches` exists) writes nothing. One
+/// transaction for many batches: SQLite pays its commit once, the rows of all of them go in
+/// statements of [`INSERT_CHUNK`] rows, and each device's last known values are written once
+/// (a batch whose values have the same names as an earlier one's replaces them before they are
+/// written, as its upsert would; one with other names is upserted after it).
+pub fn apply_prepared<S: Sql>(
+    sql: &mut S,
+    batches: Vec<Prepared>,
+    now: Timestamp,
+) -> Result<Applied, StoreError> {
+    if batches.is_empty() {
+        return Ok(Applied::default());
+    }
+    sql.transaction(|tx| {
+        let mut claims = Vec::with_capacity(batches.len() * 4);
+        for batch in &batches {
+            claims.extend([
+                Value::Text(batch.batch_id.clone()),
+                Value::Integer(now.unix_millis()),
+                Value::Integer(i64::from(batch.n_messages)),
+                Value::Integer(i64::from(batch.n_events)),
+            ]);
+        }
+        let mut claimed = BTreeSet::new();
+        for (statement, params) in multi_row(
+            claims,
+            4,
+            "INSERT INTO ingest_batches (batch_id, at, n_messages, n_events) VALUES ",
+            "(?, ?, ?, ?)",
+            " ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+        ) {
+            for row in tx.execute_owned(&statement, params)?.rows {
+                if let Some(Value::Text(id)) = row.into_iter().next() {
+                    claimed.insert(id);
+                }
+            }
+        }
+        let mut applied = Applied::default();
+        let (mut inbox, mut events, mut provisioned) = (Vec::new(), Vec::new(), BTreeSet::new());
+        let mut last_values = MergedLastValues::default();
+        for batch in batches {
+            // A batch id appears once in `claimed`: a repeat within `batches` is a duplicate.
+            if !claimed.remove(&batch.batch_id) {
+                continue;
+            }
+            applied.batches += 1;
+            applied.messages += u64::from(batch.n_messages);
+            applied.events += u64::from(batch.n_events);
+            inbox.extend(batch.inbox);
+            events.extend(batch.events);
+            provisioned.extend(batch.provisioned);
+            last_values.add(batch.last_values);
+        }
+        let writes = multi_row(
+            inbox,
+            INBOX_COLUMNS,
+            "INSERT INTO telemetry_inbox (device_id, module_id, component, enqueued_at, \
+             device_time, properties, body, fields, unmodeled) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "",
+        )
+        .into_iter()
+        .chain(multi_row(
+            last_values.rows,
+            LAST_VALUE_COLUMNS,
+            "INSERT INTO last_values (device_id, component, fields, at, names) VALUES ",
+            "(?, ?, ?, ?, ?)",
+            LAST_VALUES_CONFLICT,
+        ))
+        .chain(multi_row(
+            events,
+            CONNECTIVITY_COLUMNS,
+            "INSERT INTO connectivity (device_id, kind, at) VALUES ",
+            "(?, ?, ?)",
+            "",
+        ));
         for (statement, params) in writes {
             tx.execute_owned(&statement, params)?;
         }
-        Ok(IngestResult {
-            batch_id: batch.batch_id.clone(),
-            n_messages,
-            n_events,
-            duplicate: false,
-            compaction_due: false,
-        })
+        if !provisioned.is_empty() {
+            // All the devices in one statement, their ids as one JSON array parameter.
+            let ids = serde_json::to_string(&provisioned).unwrap_or_default();
+            tx.execute_owned(
+                "UPDATE devices SET provisioned = 1 WHERE provisioned = 0 \
+                 AND id IN (SELECT value FROM json_each(?1))",
+                vec![Value::Text(ids)],
+            )?;
+        }
+        Ok(applied)
     })
+}
+
+/// The `last_values` rows of several batches, in order, with each (device, component)'s row
+/// replaced by a later batch's row of the same names (see [`apply_prepared`]).
+#[derive(Default)]
+struct MergedLastValues {
+    rows: Vec<Value>,
+    /// (device, component) → the first column of its latest row in `rows`.
+    latest: std::collections::HashMap<(String, String), usize>,
+}
+
+impl MergedLastValues {
+    fn add(&mut self, rows: Vec<Value>) {
+        let mut rows = rows.into_iter();
+        while let Some(device) = rows.next() {
+            let row: Vec<Value> = std::iter::once(device)
+                .chain(rows.by_ref().take(LAST_VALUE_COLUMNS - 1))
+                .collect();
+            let key = match (&row[0], &row[1]) {
+                (Value::Text(device), Value::Text(component)) => {
+                    (device.clone(), component.clone())
+                }
+                _ => (String::new(), String::new()),
+            };
+            if let Some(&at) = self.latest.get(&key) {
+                let kept = &self.rows[at..at + LAST_VALUE_COLUMNS];
+                // Same names (not NULL): the newer row's upsert would replace every value of
+                // the older one, and the older one's would change none of the newer one's.
+                if kept[4].as_text().is_some() && kept[4].as_text() == row[4].as_text() {
+                    if row[3].as_integer() >= kept[3].as_integer() {
+                        self.rows.splice(at..at + LAST_VALUE_COLUMNS, row);
+                    }
+                    continue;
+                }
+            }
+            self.latest.insert(key, self.rows.len());
+            self.rows.extend(row);
+        }
+    }
 }
 
 /// Moves up to `max_rows` of the oldest inbox rows into `telemetry`, in one transaction.
@@ -420,6 +737,15 @@ pub fn prune_batches<S: Sql>(
         ],
     )?;
     Ok(rows.rows.len() as u64)
+}
+
+/// Whether a batch with this id has been applied (and not yet forgotten by [`prune_batches`]).
+pub fn batch_applied<S: Sql>(sql: &mut S, batch_id: &str) -> Result<bool, StoreError> {
+    let rows = sql.execute(
+        "SELECT 1 FROM ingest_batches WHERE batch_id = ?1",
+        &[Value::Text(batch_id.to_owned())],
+    )?;
+    Ok(!rows.rows.is_empty())
 }
 
 /// Rows waiting in the inbox, in O(log n): the inbox's `seq`s are contiguous (rows are appended
@@ -769,67 +1095,55 @@ fn known_devices<S: Sql>(sql: &mut S, batch: &IngestBatch) -> Result<Known, Stor
 /// A statement and its parameters, built before the transaction that runs it.
 type Write = (String, Vec<Value>);
 
-/// Multi-row statements of `chunk`s of `items`: `head`, then one `row` placeholder group per
-/// item, then `tail`; `params` gives an item's parameters.
-fn multi_row<T>(
-    items: &[T],
-    head: &str,
-    row: &str,
-    tail: &str,
-    mut params: impl FnMut(&T, &mut Vec<Value>),
-) -> Vec<Write> {
-    items
-        .chunks(INSERT_CHUNK)
-        .map(|chunk| {
-            let mut statement =
-                String::with_capacity(head.len() + chunk.len() * (row.len() + 2) + tail.len());
-            statement.push_str(head);
-            let mut values = Vec::new();
-            for (i, item) in chunk.iter().enumerate() {
-                if i > 0 {
-                    statement.push_str(", ");
-                }
-                statement.push_str(row);
-                params(item, &mut values);
+/// Multi-row statements over `values`, rows of `columns` values each, [`INSERT_CHUNK`] rows a
+/// statement: `head`, then one `row` placeholder group per row, then `tail`.
+fn multi_row(values: Vec<Value>, columns: usize, head: &str, row: &str, tail: &str) -> Vec<Write> {
+    let per_statement = INSERT_CHUNK * columns.max(1);
+    let mut writes = Vec::with_capacity(values.len() / per_statement + 1);
+    let mut values = values.into_iter();
+    loop {
+        let params: Vec<Value> = values.by_ref().take(per_statement).collect();
+        if params.is_empty() {
+            return writes;
+        }
+        let rows = params.len() / columns.max(1);
+        let mut statement = String::with_capacity(head.len() + rows * (row.len() + 2) + tail.len());
+        statement.push_str(head);
+        for i in 0..rows {
+            if i > 0 {
+                statement.push_str(", ");
             }
-            statement.push_str(tail);
-            (statement, values)
-        })
-        .collect()
+            statement.push_str(row);
+        }
+        statement.push_str(tail);
+        writes.push((statement, params));
+    }
 }
 
-fn inbox_inserts(incoming: &[Incoming<'_>], known: &Known) -> Vec<Write> {
-    let rows: Vec<_> = incoming
-        .iter()
-        .zip(unmodeled_columns(incoming, known))
-        .collect();
-    multi_row(
-        &rows,
-        "INSERT INTO telemetry_inbox (device_id, module_id, component, enqueued_at, \
-         device_time, properties, body, fields, unmodeled) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        "",
-        |(message, unmodeled), params| {
-            params.extend([
-                Value::Text(message.message.device_id.clone()),
-                opt_text(message.message.module_id.as_deref()),
-                opt_text(message.component),
-                Value::Integer(message.message.enqueued_at),
-                message.device_time.map_or(Value::Null, Value::Integer),
-                opt_text(message.properties.as_deref()),
-                // A body that is its own `fields` text is stored once (see the schema).
-                match &message.fields {
-                    Some(Fields::Borrowed { .. }) => Value::Blob(Vec::new()),
-                    _ => Value::Blob(message.body.to_vec()),
-                },
-                match &message.fields {
-                    Some(fields) => Value::Text(fields.to_text()),
-                    None => Value::Null,
-                },
-                opt_text(unmodeled.as_deref()),
-            ]);
-        },
-    )
+/// The batch's `telemetry_inbox` rows, [`INBOX_COLUMNS`] values each.
+fn inbox_rows(incoming: &[Incoming<'_>], known: &Known) -> Vec<Value> {
+    let mut values = Vec::with_capacity(incoming.len() * INBOX_COLUMNS);
+    for (message, unmodeled) in incoming.iter().zip(unmodeled_columns(incoming, known)) {
+        values.extend([
+            Value::Text(message.message.device_id.clone()),
+            opt_text(message.message.module_id.as_deref()),
+            opt_text(message.component),
+            Value::Integer(message.message.enqueued_at),
+            message.device_time.map_or(Value::Null, Value::Integer),
+            opt_text(message.properties.as_deref()),
+            // A body that is its own `fields` text is stored once (see the schema).
+            match &message.fields {
+                Some(Fields::Borrowed { .. }) => Value::Blob(Vec::new()),
+                _ => Value::Blob(message.body.to_vec()),
+            },
+            match &message.fields {
+                Some(fields) => Value::Text(fields.to_text()),
+                None => Value::Null,
+            },
+            unmodeled.map_or(Value::Null, Value::Text),
+        ]);
+    }
+    values
 }
 
 /// Each message's `unmodeled` column: a JSON array of its field names that its device's template
@@ -936,7 +1250,9 @@ impl<'a> Newest<'a> {
     }
 }
 
-fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
+/// The batch's `last_values` rows, [`LAST_VALUE_COLUMNS`] values each: one per device and
+/// component that sent fields.
+fn last_value_rows(incoming: &[Incoming<'_>]) -> Vec<Value> {
     // Per device and component, the newest value of each field. This runs for every field of
     // every message: a group per device and component keyed by the name alone is cheaper than
     // one map keyed by all three strings.
@@ -971,56 +1287,52 @@ fn last_value_upserts(incoming: &[Incoming<'_>]) -> Vec<Write> {
         .into_iter()
         .filter(|(_, group)| !group.index.is_empty())
         .collect();
-    multi_row(
-        &newest,
-        "INSERT INTO last_values (device_id, component, fields, at, names) VALUES ",
-        "(?, ?, ?, ?, ?)",
-        LAST_VALUES_CONFLICT,
-        |((device, component), group), params| {
-            // `{"<name>": [<value>, <at>], ...}`, the newest of those times, and the names as a
-            // JSON array (both sorted by name, so a set of names has one spelling).
-            let mut object = String::with_capacity(group.index.len() * 32);
-            let mut names = String::with_capacity(group.index.len() * 16);
-            object.push('{');
-            names.push('[');
-            for (i, (name, &slot)) in group.index.iter().enumerate() {
-                let (value, at) = &group.slots[slot];
-                if i > 0 {
-                    object.push(',');
-                    names.push(',');
-                }
-                push_json_string(&mut object, name);
-                push_json_string(&mut names, name);
-                object.push_str(":[");
-                object.push_str(value);
+    let mut values = Vec::with_capacity(newest.len() * LAST_VALUE_COLUMNS);
+    for ((device, component), group) in newest {
+        // `{"<name>": [<value>, <at>], ...}`, the newest of those times, and the names as a
+        // JSON array (both sorted by name, so a set of names has one spelling).
+        let mut object = String::with_capacity(group.index.len() * 32);
+        let mut names = String::with_capacity(group.index.len() * 16);
+        object.push('{');
+        names.push('[');
+        for (i, (name, &slot)) in group.index.iter().enumerate() {
+            let (value, at) = &group.slots[slot];
+            if i > 0 {
                 object.push(',');
-                object.push_str(&at.to_string());
-                object.push(']');
+                names.push(',');
             }
-            object.push('}');
-            names.push(']');
-            let at = group
-                .slots
-                .iter()
-                .map(|(_, at)| *at)
-                .max()
-                .unwrap_or_default();
-            params.extend([
-                Value::Text((*device).to_owned()),
-                Value::Text((*component).to_owned()),
-                Value::Text(object),
-                Value::Integer(at),
-                Value::Text(names),
-            ]);
-        },
-    )
+            push_json_string(&mut object, name);
+            push_json_string(&mut names, name);
+            object.push_str(":[");
+            object.push_str(value);
+            object.push(',');
+            object.push_str(&at.to_string());
+            object.push(']');
+        }
+        object.push('}');
+        names.push(']');
+        let at = group
+            .slots
+            .iter()
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap_or_default();
+        values.extend([
+            Value::Text(device.to_owned()),
+            Value::Text(component.to_owned()),
+            Value::Text(object),
+            Value::Integer(at),
+            Value::Text(names),
+        ]);
+    }
+    values
 }
 
 /// How a batch's last known values meet the stored ones. A newer batch's fields override; an
 /// older one (a late retry) only adds names not seen yet, so it never overwrites a newer value.
 ///
 /// `names` (migration `last_values_names`) is the set of names `fields` holds, spelled as
-/// [`last_value_upserts`] spells it, or NULL when unknown. A device nearly always sends the
+/// [`last_value_rows`] spells it, or NULL when unknown. A device nearly always sends the
 /// same fields, so a newer batch with the same names replaces the whole object as it is, and
 /// SQLite merges JSON (`json_patch`, about half of the statement's time at 100 devices) only
 /// when the names differ. The merged object then holds the batch's names exactly when it has
@@ -1051,31 +1363,28 @@ fn push_json_string(out: &mut String, text: &str) {
     }
 }
 
-fn connectivity_inserts(batch: &IngestBatch) -> Vec<Write> {
-    multi_row(
-        &batch.events,
-        "INSERT INTO connectivity (device_id, kind, at) VALUES ",
-        "(?, ?, ?)",
-        "",
-        |event, params| {
-            params.extend([
-                Value::Text(event.device_id.clone()),
-                Value::Text(
-                    match event.kind {
-                        ConnectivityKind::Connected => "connected",
-                        ConnectivityKind::Disconnected => "disconnected",
-                    }
-                    .to_owned(),
-                ),
-                Value::Integer(event.at),
-            ]);
-        },
-    )
+/// The batch's `connectivity` rows, [`CONNECTIVITY_COLUMNS`] values each.
+fn connectivity_rows(batch: &IngestBatch) -> Vec<Value> {
+    let mut values = Vec::with_capacity(batch.events.len() * CONNECTIVITY_COLUMNS);
+    for event in &batch.events {
+        values.extend([
+            Value::Text(event.device_id.clone()),
+            Value::Text(
+                match event.kind {
+                    ConnectivityKind::Connected => "connected",
+                    ConnectivityKind::Disconnected => "disconnected",
+                }
+                .to_owned(),
+            ),
+            Value::Integer(event.at),
+        ]);
+    }
+    values
 }
 
-/// `provisioned = 1` for the batch's registered devices that sent a message or connected and
-/// were not provisioned when [`known_devices`] looked.
-fn provisioned_updates(batch: &IngestBatch, known: &Known) -> Vec<Write> {
+/// The batch's registered devices that sent a message or connected and were not provisioned
+/// when [`known_devices`] looked.
+fn provisioned_ids(batch: &IngestBatch, known: &Known) -> Vec<String> {
     let active: BTreeSet<&str> = run_heads(batch.messages.iter().map(|m| m.device_id.as_str()))
         .chain(
             batch
@@ -1086,15 +1395,7 @@ fn provisioned_updates(batch: &IngestBatch, known: &Known) -> Vec<Write> {
         )
         .filter(|id| matches!(known.devices.get(*id), Some((false, _))))
         .collect();
-    active
-        .into_iter()
-        .map(|id| {
-            (
-                "UPDATE devices SET provisioned = 1 WHERE id = ?1 AND provisioned = 0".to_owned(),
-                vec![Value::Text(id.to_owned())],
-            )
-        })
-        .collect()
+    active.into_iter().map(str::to_owned).collect()
 }
 
 // ---- reading ----
@@ -1230,6 +1531,121 @@ mod tests {
             messages,
             events: vec![],
         }
+    }
+
+    /// Every table a batch writes, as text, to compare two databases.
+    fn dump(sql: &mut RusqliteSql) -> Vec<String> {
+        [
+            "SELECT device_id, module_id, component, enqueued_at, device_time, properties, \
+             hex(body), fields, unmodeled FROM telemetry_inbox ORDER BY seq",
+            "SELECT device_id, component, fields, at, names FROM last_values \
+             ORDER BY device_id, component",
+            "SELECT device_id, kind, at FROM connectivity ORDER BY rowid",
+            "SELECT id, provisioned FROM devices ORDER BY id",
+            "SELECT batch_id, n_messages, n_events FROM ingest_batches ORDER BY batch_id",
+        ]
+        .iter()
+        .map(|query| format!("{:?}", sql.execute(query, &[]).unwrap().rows))
+        .collect()
+    }
+
+    /// Batches of one device whose field names change, values that arrive late, a component, a
+    /// raw body, connectivity events and an unknown device.
+    fn varied_batches() -> Vec<IngestBatch> {
+        let mut first = batch(
+            "v-1",
+            vec![
+                message("d1", T0 + 10, br#"{"temp": 1}"#, &[]),
+                message("d1", T0 + 11, br#"{"humidity": 2}"#, &[("$.sub", "sensor")]),
+                message("d2", T0 + 12, &[0xff, 0x00], &[("$.ct", "application/octet-stream")]),
+            ],
+        );
+        first.events = vec![ConnectivityEvent {
+            device_id: "d1".into(),
+            kind: ConnectivityKind::Connected,
+            at: T0 + 9,
+        }];
+        let second = batch(
+            "v-2",
+            vec![
+                message("d1", T0 + 20, br#"{"temp": 3}"#, &[]),
+                message("d9", T0 + 21, br#"{"x": 1}"#, &[]),
+            ],
+        );
+        let third = batch(
+            "v-3",
+            vec![
+                message("d1", T0 + 5, br#"{"temp": 0, "fan": true}"#, &[]),
+                message("d1", T0 + 30, br#"{"temp": 4}"#, &[]),
+            ],
+        );
+        let fourth = batch("v-4", vec![message("d1", T0 + 1, br#"{"temp": -1}"#, &[])]);
+        vec![first, second, third, fourth]
+    }
+
+    #[test]
+    fn a_prepared_batch_reads_back_from_its_binary_form() {
+        let mut sql = with_devices();
+        for batch in varied_batches() {
+            let prepared = prepare(&mut sql, &batch).unwrap();
+            assert_eq!(Prepared::decode(&prepared.encode()).unwrap(), prepared);
+        }
+    }
+
+    #[test]
+    fn a_damaged_binary_form_is_an_error_not_a_panic() {
+        let mut sql = with_devices();
+        let encoded = prepare(&mut sql, &varied_batches()[0]).unwrap().encode();
+        for cut in 0..encoded.len() {
+            assert!(Prepared::decode(&encoded[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert!(Prepared::decode(&longer).is_err());
+        let mut other_version = encoded.clone();
+        other_version[0] = 99;
+        assert!(Prepared::decode(&other_version).is_err());
+        let mut huge_count = encoded;
+        let at = 1 + 4 + "v-1".len() + 8;
+        huge_count[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Prepared::decode(&huge_count).is_err());
+    }
+
+    #[test]
+    fn batches_applied_together_store_what_they_store_one_by_one() {
+        let mut one_by_one = with_devices();
+        for batch in varied_batches() {
+            apply_batch(&mut one_by_one, &batch, Timestamp::from_unix_millis(T0)).unwrap();
+        }
+        let mut together = with_devices();
+        let prepared = varied_batches()
+            .iter()
+            .map(|batch| prepare(&mut together, batch).unwrap())
+            .collect();
+        let applied =
+            apply_prepared(&mut together, prepared, Timestamp::from_unix_millis(T0)).unwrap();
+        assert_eq!(
+            applied,
+            Applied {
+                batches: 4,
+                messages: 8,
+                events: 1
+            }
+        );
+        assert_eq!(dump(&mut together), dump(&mut one_by_one));
+    }
+
+    #[test]
+    fn a_batch_repeated_in_one_apply_is_written_once() {
+        let mut sql = with_devices();
+        let batches = varied_batches();
+        let prepared = vec![
+            prepare(&mut sql, &batches[0]).unwrap(),
+            prepare(&mut sql, &batches[0]).unwrap(),
+        ];
+        let applied = apply_prepared(&mut sql, prepared, Timestamp::from_unix_millis(T0)).unwrap();
+        assert_eq!(applied.batches, 1);
+        assert_eq!(count(&mut sql, "telemetry_inbox"), 3);
     }
 
     fn count(sql: &mut RusqliteSql, table: &str) -> i64 {
