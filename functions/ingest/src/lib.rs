@@ -66,8 +66,11 @@ use spin_sdk::http::{Params, Request, Response, Router};
 const COMPACTION_STEP: u32 = 16_384;
 /// How long one compaction request goes on moving steps.
 const COMPACTION_BUDGET_MILLIS: u128 = 1_000;
-/// Journal entries (batches) applied in one transaction at most.
+/// Journal entries (batches) applied in one transaction at most, and their bytes at most past
+/// the first entry: an apply holds its entries and their rows in memory at once (the host
+/// gives an instance 256 MiB; a batch of large messages is a few MiB).
 const APPLY_BATCHES: u32 = 48;
+const APPLY_BYTES: u64 = 16 << 20;
 /// Unapplied batches in the journal from which a new batch waits for room, and for how long
 /// at most before it is refused with 503.
 const JOURNAL_LIMIT: u64 = 64;
@@ -183,9 +186,9 @@ fn drain_journal(
 ) -> Result<u64, ApiError> {
     let mut applied = 0;
     while std::time::Instant::now() < deadline {
-        let drained = journal::apply(journal, &mut ctx.sql, APPLY_BATCHES, ctx.now)?;
+        let drained = journal::apply(journal, &mut ctx.sql, APPLY_BATCHES, APPLY_BYTES, ctx.now)?;
         applied += drained.applied.messages;
-        if drained.entries < APPLY_BATCHES {
+        if drained.entries == 0 {
             break;
         }
     }
@@ -227,7 +230,13 @@ fn compact(ctx: &mut Ctx, _request: Request, _params: Params) -> Result<Response
         steps: 0,
     };
     loop {
-        let drained = journal::apply(&mut journal, &mut ctx.sql, APPLY_BATCHES, ctx.now)?;
+        let drained = journal::apply(
+            &mut journal,
+            &mut ctx.sql,
+            APPLY_BATCHES,
+            APPLY_BYTES,
+            ctx.now,
+        )?;
         done.applied += drained.applied.messages;
         let backlog = telemetry::inbox_len(&mut ctx.sql)?;
         let out_of_time = started.elapsed().as_millis() >= COMPACTION_BUDGET_MILLIS;

@@ -92,10 +92,11 @@ pub enum ConnectivityKind {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngestResult {
     pub batch_id: String,
-    /// Messages stored by this call; 0 for a batch id seen before.
+    /// Messages accepted by this call; 0 for a batch id seen before.
     pub n_messages: u32,
     pub n_events: u32,
-    /// The batch id had been applied already; nothing was written.
+    /// The batch id had been accepted already (it waits in the ingest journal, or was
+    /// applied); nothing was written.
     pub duplicate: bool,
     /// The bridge should send `POST /internal/compact` (beside its next batches, so no batch
     /// waits for it): the batch waits in the ingest journal to be applied, and compaction runs

@@ -37,8 +37,10 @@ const MIGRATIONS: &[Migration] = &[
         // AUTOINCREMENT: a `seq` is never used twice, even once the journal was empty, so an
         // apply that forgets `seq <= last` after another apply emptied the journal cannot
         // forget a batch appended since.
-        statements: &["CREATE TABLE journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
-             batch_id TEXT NOT NULL UNIQUE, entry BLOB NOT NULL)"],
+        statements: &[
+            "CREATE TABLE journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+             batch_id TEXT NOT NULL UNIQUE, entry BLOB NOT NULL)",
+        ],
     },
 ];
 
@@ -84,25 +86,47 @@ pub struct Drained {
     pub applied: Applied,
 }
 
-/// Applies the oldest `max_batches` journal entries to `sql` (the default database) in one
-/// transaction, then forgets them. Entries another apply wrote first are forgotten without
-/// writing anything (their claims exist).
+/// Applies the oldest journal entries, at most `max_batches` and, past the first, at most
+/// `max_bytes` of them (an apply holds them and their rows in memory at once), to `sql` (the
+/// default database) in one transaction, then forgets them. Entries another apply wrote first
+/// are forgotten without writing anything (their claims exist).
 pub fn apply<J: Sql, S: Sql>(
     journal: &mut J,
     sql: &mut S,
     max_batches: u32,
+    max_bytes: u64,
     now: Timestamp,
 ) -> Result<Drained, StoreError> {
-    const OLDEST: &str = "SELECT seq, entry FROM journal ORDER BY seq LIMIT ?1";
-    let rows = journal.execute(OLDEST, &[Value::Integer(i64::from(max_batches))])?;
+    // Sizes first (SQLite reads a blob's length from its record header, not its pages).
+    const SIZES: &str = "SELECT seq, length(entry) FROM journal ORDER BY seq LIMIT ?1";
+    let sizes = journal.execute(SIZES, &[Value::Integer(i64::from(max_batches))])?;
+    let mut through = None;
+    let mut bytes = 0u64;
+    for row in &sizes.rows {
+        let (Some(seq), Some(size)) = (row[0].as_integer(), row[1].as_integer()) else {
+            return Err(StoreError::UnexpectedResult {
+                statement: SIZES,
+                detail: format!("{row:?}"),
+            });
+        };
+        bytes = bytes.saturating_add(size.max(0) as u64);
+        if through.is_some() && bytes > max_bytes {
+            break;
+        }
+        through = Some(seq);
+    }
+    let Some(through) = through else {
+        return Ok(Drained::default());
+    };
+    const ENTRIES: &str = "SELECT seq, entry FROM journal WHERE seq <= ?1 ORDER BY seq";
+    let rows = journal.execute(ENTRIES, &[Value::Integer(through)])?;
     let mut last = None;
     let mut batches = Vec::with_capacity(rows.rows.len());
     for row in rows.rows {
         let mut row = row.into_iter();
-        let (Some(Value::Integer(seq)), Some(Value::Blob(entry))) = (row.next(), row.next())
-        else {
+        let (Some(Value::Integer(seq)), Some(Value::Blob(entry))) = (row.next(), row.next()) else {
             return Err(StoreError::UnexpectedResult {
-                statement: OLDEST,
+                statement: ENTRIES,
                 detail: "a row without an integer seq and a blob entry".to_owned(),
             });
         };
@@ -162,7 +186,7 @@ mod tests {
         assert!(append(&mut journal, &second).unwrap());
         assert_eq!(len(&mut journal).unwrap(), 2);
 
-        let drained = apply(&mut journal, &mut sql, 48, now).unwrap();
+        let drained = apply(&mut journal, &mut sql, 48, 1 << 20, now).unwrap();
         assert_eq!(drained.entries, 2);
         assert_eq!(drained.applied.batches, 2);
         assert_eq!(drained.applied.messages, 2);
@@ -178,7 +202,7 @@ mod tests {
             Some(&Value::Integer(4)),
             "a seq is not used again once the journal was empty"
         );
-        let replayed = apply(&mut journal, &mut sql, 48, now).unwrap();
+        let replayed = apply(&mut journal, &mut sql, 48, 1 << 20, now).unwrap();
         assert_eq!(replayed.entries, 1);
         assert_eq!(replayed.applied, Applied::default());
         assert_eq!(inbox_len(&mut sql).unwrap(), 2);
@@ -189,15 +213,55 @@ mod tests {
     fn an_apply_takes_at_most_its_batches_oldest_first() {
         let (mut sql, mut journal) = databases();
         for i in 0..5 {
-            let prepared =
-                prepare(&mut sql, &batch(&format!("b-{i}"), "d", i, "{}")).unwrap();
+            let prepared = prepare(&mut sql, &batch(&format!("b-{i}"), "d", i, "{}")).unwrap();
             append(&mut journal, &prepared).unwrap();
         }
-        let drained = apply(&mut journal, &mut sql, 3, Timestamp::from_unix_millis(9)).unwrap();
+        let drained = apply(
+            &mut journal,
+            &mut sql,
+            3,
+            1 << 20,
+            Timestamp::from_unix_millis(9),
+        )
+        .unwrap();
         assert_eq!(drained.entries, 3);
         assert_eq!(len(&mut journal).unwrap(), 2);
-        let rest = apply(&mut journal, &mut sql, 3, Timestamp::from_unix_millis(9)).unwrap();
+        let rest = apply(
+            &mut journal,
+            &mut sql,
+            3,
+            1 << 20,
+            Timestamp::from_unix_millis(9),
+        )
+        .unwrap();
         assert_eq!(rest.entries, 2);
-        assert_eq!(apply(&mut journal, &mut sql, 3, Timestamp::from_unix_millis(9)).unwrap(), Drained::default());
+        assert_eq!(
+            apply(
+                &mut journal,
+                &mut sql,
+                3,
+                1 << 20,
+                Timestamp::from_unix_millis(9)
+            )
+            .unwrap(),
+            Drained::default()
+        );
+    }
+
+    #[test]
+    fn an_apply_takes_entries_up_to_its_bytes_but_always_one() {
+        let (mut sql, mut journal) = databases();
+        let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(40_000));
+        for i in 0..3 {
+            let prepared = prepare(&mut sql, &batch(&format!("b-{i}"), "d", i, &big)).unwrap();
+            append(&mut journal, &prepared).unwrap();
+        }
+        let now = Timestamp::from_unix_millis(9);
+        let one = apply(&mut journal, &mut sql, 48, 1_000, now).unwrap();
+        assert_eq!(one.entries, 1, "one entry even past the bytes");
+        let two = apply(&mut journal, &mut sql, 48, 250_000, now).unwrap();
+        assert_eq!(two.entries, 2);
+        assert_eq!(len(&mut journal).unwrap(), 0);
+        assert_eq!(inbox_len(&mut sql).unwrap(), 3);
     }
 }

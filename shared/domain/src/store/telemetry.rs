@@ -395,15 +395,17 @@ impl Prepared {
     /// Reads [`Prepared::encode`]'s form back; an error names what is wrong with it.
     pub fn decode(bytes: &[u8]) -> Result<Prepared, StoreError> {
         let mut reader = Reader { bytes, at: 0 };
-        let prepared = reader.prepared().ok_or_else(|| StoreError::UnexpectedResult {
-            statement: "decode a prepared batch",
-            detail: format!(
-                "malformed at byte {} of {} (version {:?})",
-                reader.at,
-                bytes.len(),
-                bytes.first()
-            ),
-        })?;
+        let prepared = reader
+            .prepared()
+            .ok_or_else(|| StoreError::UnexpectedResult {
+                statement: "decode a prepared batch",
+                detail: format!(
+                    "malformed at byte {} of {} (version {:?})",
+                    reader.at,
+                    bytes.len(),
+                    bytes.first()
+                ),
+            })?;
         let whole_rows = prepared.inbox.len() % INBOX_COLUMNS == 0
             && prepared.last_values.len() % LAST_VALUE_COLUMNS == 0
             && prepared.events.len() % CONNECTIVITY_COLUMNS == 0;
@@ -455,7 +457,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n).filter(|end| *end <= self.bytes.len())?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())?;
         let taken = &self.bytes[self.at..end];
         self.at = end;
         Some(taken)
@@ -1557,7 +1562,12 @@ mod tests {
             vec![
                 message("d1", T0 + 10, br#"{"temp": 1}"#, &[]),
                 message("d1", T0 + 11, br#"{"humidity": 2}"#, &[("$.sub", "sensor")]),
-                message("d2", T0 + 12, &[0xff, 0x00], &[("$.ct", "application/octet-stream")]),
+                message(
+                    "d2",
+                    T0 + 12,
+                    &[0xff, 0x00],
+                    &[("$.ct", "application/octet-stream")],
+                ),
             ],
         );
         first.events = vec![ConnectivityEvent {
