@@ -1,7 +1,8 @@
 //! Spin's runtime configuration file (`--runtime-config-file`): where store labels live.
 //!
-//! Supported: `[key_value_store.<label>]` and `[sqlite_database.<label>]` with `type = "spin"`
-//! and an optional `path` (relative paths start at the file's folder). Without the file, or for a
+//! Supported: `[key_value_store.<label>]` with `type = "spin"` and an optional `path`, and
+//! `[sqlite_database.<label>]` with `type = "spin"` and a `path` (relative paths start at the
+//! file's folder; Spin keeps a database without a path in memory, so gyre-host refuses one). Without the file, or for a
 //! label it does not name, `default` maps to Spin's files under the state directory:
 //! `sqlite_key_value.db` and `sqlite_db.db`. Everything else is refused with a message.
 
@@ -66,25 +67,40 @@ impl StorePaths {
         })?;
         let base = file.parent().unwrap_or(Path::new("."));
         let mut problems = Vec::new();
-        let mut resolve = |section: &str, label: &str, store: RawStore, default_file: PathBuf| {
+        // `default_file`: where a store without a `path` lives; `None` when it needs one.
+        let mut resolve = |section: &str,
+                           label: &str,
+                           store: RawStore,
+                           default_file: Option<PathBuf>| {
             if store.kind != "spin" {
                 problems.push(format!(
-                    "runtime config [{section}.{label}]: type = \"{}\" is not supported by gyre-host; use type = \"spin\"",
-                    store.kind
-                ));
+                        "runtime config [{section}.{label}]: type = \"{}\" is not supported by gyre-host; use type = \"spin\"",
+                        store.kind
+                    ));
                 return None;
             }
-            Some(store.path.map(|p| base.join(p)).unwrap_or(default_file))
+            match (store.path, default_file) {
+                (Some(path), _) => Some(base.join(path)),
+                (None, Some(default_file)) => Some(default_file),
+                (None, None) => {
+                    problems.push(format!(
+                        "runtime config [{section}.{label}]: give it a `path`: without one \
+                             Spin keeps the database in memory, which gyre-host does not support"
+                    ));
+                    None
+                }
+            }
         };
         for (label, store) in raw.key_value_store {
             let default_file = state_dir.join(format!("{label}.db"));
-            if let Some(path) = resolve("key_value_store", &label, store, default_file) {
+            if let Some(path) = resolve("key_value_store", &label, store, Some(default_file)) {
                 paths.key_value.insert(label, path);
             }
         }
         for (label, store) in raw.sqlite_database {
-            let default_file = state_dir.join(format!("{label}.db"));
-            if let Some(path) = resolve("sqlite_database", &label, store, default_file) {
+            // Spin keeps a database without a path in memory; gyre-host keeps every store in a
+            // file, so it refuses the entry rather than behave differently.
+            if let Some(path) = resolve("sqlite_database", &label, store, None) {
                 paths.sqlite.insert(label, path);
             }
         }
@@ -146,5 +162,19 @@ mod tests {
         );
         std::fs::write(&file, "[llm_compute]\ntype = \"remote_http\"\n").unwrap();
         assert!(StorePaths::load(Path::new("/s"), Some(&file)).is_err());
+    }
+
+    #[test]
+    fn a_database_without_a_path_is_refused_as_spin_would_keep_it_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rc.toml");
+        std::fs::write(&file, "[sqlite_database.journal]\ntype = \"spin\"\n").unwrap();
+        let problems = StorePaths::load(Path::new("/s"), Some(&file)).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("[sqlite_database.journal]"),
+            "{problems:?}"
+        );
+        assert!(problems[0].contains("path"), "{problems:?}");
     }
 }
