@@ -170,7 +170,8 @@ fn a_device_provisions_through_an_enrollment_group_with_each_sdk_and_its_telemet
         device.disconnect();
 
         // Assert: the operator sees a provisioned device with the announced model's template,
-        // and its telemetry is stored.
+        // and its telemetry is stored (once applied, as the bridge has it done after a batch).
+        gyre.apply_ingested();
         let shown = operator.get(&format!("/api/devices/{registration_id}"));
         assert_eq!(shown.status, 200, "{}", shown.body);
         let shown = shown.json();
@@ -217,6 +218,7 @@ fn a_device_of_a_group_without_auto_approve_connects_once_an_operator_approves_i
         device.disconnect();
 
         // Assert 2: approved, provisioned, and its message stored.
+        gyre.apply_ingested();
         let shown = operator.get(&device_path).json();
         assert_eq!(shown["enabled"], true, "{shown}");
         assert_eq!(shown["provisioned"], true, "{shown}");
@@ -417,7 +419,9 @@ struct StoredMessage {
     unmodeled: Option<Value>,
 }
 
+/// The state database, once what the devices sent is applied (see `Gyre::apply_ingested`).
 fn open_database(gyre: &Gyre) -> Database {
+    gyre.apply_ingested();
     Database::open_with_flags(gyre.database_path(), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open the state database")
 }

@@ -47,7 +47,7 @@ pub const MAX_ID_LEN: usize = 128;
 
 /// Rows per multi-row INSERT: fewer statements (and host calls in Spin) per batch, well under
 /// SQLite's 32,766 parameters.
-const INSERT_CHUNK: usize = 64;
+const INSERT_CHUNK: usize = 256;
 
 /// Why [`apply_batch`] refused or failed.
 #[derive(Debug, thiserror::Error)]
