@@ -727,10 +727,23 @@ fn a_backlog_of_a_compaction_step_is_compacted_under_load_without_waiting_for_th
     {
         std::thread::sleep(Duration::from_millis(50));
     }
+    // One query, so the two counts agree even while the tick (every second) moves the rest
+    // of the inbox, as it does for a quiet application.
+    let (compacted, waiting): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM telemetry_inbox)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("count both tables");
+    assert!(
+        compacted >= 16_384,
+        "a whole step was compacted under load ({compacted} rows compacted, {waiting} waiting)"
+    );
     assert_eq!(
-        (count(&db, "telemetry"), count(&db, "telemetry_inbox")),
-        (16_384, (MESSAGES - 16_384) as i64),
-        "one whole step compacted, the rest waits in the inbox"
+        compacted + waiting,
+        MESSAGES as i64,
+        "every message is compacted or waits in the inbox"
     );
     assert_all_stored(&gyre, &acknowledged);
     assert!(stored_message_ids(&gyre)
