@@ -213,10 +213,10 @@ fn an_eager_policy_sends_whenever_nothing_is_in_flight() {
     assert!(policy.is_due(&batch, start, true), "idle: at once");
     assert!(
         !policy.is_due(&batch, start, false),
-        "busy: a third of the size, or age"
+        "busy: half the size, or age"
     );
     assert!(policy.is_due(&batch, start + Duration::from_secs(60), false));
-    for n in 1..333 {
+    for n in 1..500 {
         let (ack, _receiver) = oneshot::channel();
         batch.push(
             Submission::Message(Pending {
@@ -227,7 +227,7 @@ fn an_eager_policy_sends_whenever_nothing_is_in_flight() {
         );
         assert_eq!(
             policy.is_due(&batch, start, false),
-            n == 332,
+            n == 499,
             "{} items",
             n + 1
         );
