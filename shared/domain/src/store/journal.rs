@@ -118,29 +118,29 @@ pub fn apply<J: Sql, S: Sql>(
     let Some(through) = through else {
         return Ok(Drained::default());
     };
-    const ENTRIES: &str = "SELECT seq, entry FROM journal WHERE seq <= ?1 ORDER BY seq";
+    const ENTRIES: &str = "SELECT entry FROM journal WHERE seq <= ?1 ORDER BY seq";
     let rows = journal.execute(ENTRIES, &[Value::Integer(through)])?;
-    let mut last = None;
     let mut batches = Vec::with_capacity(rows.rows.len());
     for row in rows.rows {
-        let mut row = row.into_iter();
-        let (Some(Value::Integer(seq)), Some(Value::Blob(entry))) = (row.next(), row.next()) else {
+        let Some(Value::Blob(entry)) = row.into_iter().next() else {
             return Err(StoreError::UnexpectedResult {
                 statement: ENTRIES,
-                detail: "a row without an integer seq and a blob entry".to_owned(),
+                detail: "a row without a blob entry".to_owned(),
             });
         };
         batches.push(Prepared::decode(&entry)?);
-        last = Some(seq);
     }
-    let Some(last) = last else {
+    // Empty when another apply forgot them between the two reads.
+    if batches.is_empty() {
         return Ok(Drained::default());
-    };
+    }
     let entries = batches.len() as u32;
     let applied = apply_prepared(sql, batches, now)?;
+    // Every entry up to `through` was read here or forgotten by another apply, and no later
+    // append takes a `seq` that low (see the module docs).
     journal.execute(
         "DELETE FROM journal WHERE seq <= ?1",
-        &[Value::Integer(last)],
+        &[Value::Integer(through)],
     )?;
     Ok(Drained { entries, applied })
 }
@@ -216,34 +216,14 @@ mod tests {
             let prepared = prepare(&mut sql, &batch(&format!("b-{i}"), "d", i, "{}")).unwrap();
             append(&mut journal, &prepared).unwrap();
         }
-        let drained = apply(
-            &mut journal,
-            &mut sql,
-            3,
-            1 << 20,
-            Timestamp::from_unix_millis(9),
-        )
-        .unwrap();
+        let now = Timestamp::from_unix_millis(9);
+        let drained = apply(&mut journal, &mut sql, 3, 1 << 20, now).unwrap();
         assert_eq!(drained.entries, 3);
         assert_eq!(len(&mut journal).unwrap(), 2);
-        let rest = apply(
-            &mut journal,
-            &mut sql,
-            3,
-            1 << 20,
-            Timestamp::from_unix_millis(9),
-        )
-        .unwrap();
+        let rest = apply(&mut journal, &mut sql, 3, 1 << 20, now).unwrap();
         assert_eq!(rest.entries, 2);
         assert_eq!(
-            apply(
-                &mut journal,
-                &mut sql,
-                3,
-                1 << 20,
-                Timestamp::from_unix_millis(9)
-            )
-            .unwrap(),
+            apply(&mut journal, &mut sql, 3, 1 << 20, now).unwrap(),
             Drained::default()
         );
     }
